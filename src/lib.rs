@@ -1,14 +1,25 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! elfpack: make a dynamically linked Linux program run where nothing else
+//! exists (a `FROM scratch` image, another distro, a machine without its
+//! libraries).
+//!
+//! The pipeline, one module per step:
+//! 1. [`elf`] reads what the loader acts on (PT_INTERP, DT_NEEDED, RPATH...);
+//! 2. [`resolve`] finds the files glibc's loader would open ([`host`] and
+//!    [`ldcache`] supply its search facts), and [`runtime`] adds what libc
+//!    itself loads later; [`collect`] does this for every program named;
+//! 3. [`layout`] decides where each file goes, as a [`plan::Plan`];
+//! 4. [`emit`] writes a plan out; [`report`] explains a closure.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub mod cli;
+pub mod collect;
+pub mod elf;
+pub mod emit;
+pub mod host;
+pub mod layout;
+pub mod ldcache;
+pub mod plan;
+pub mod report;
+pub mod resolve;
+pub mod runtime;
+pub mod scratch_etc;
+pub mod script;

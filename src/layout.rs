@@ -1,0 +1,132 @@
+//! Where collected files go in a root filesystem image.
+//!
+//! Every file keeps its host path, with the symlinks that lead to it, so each
+//! library's `$ORIGIN` and the loader's search see exactly what they saw on
+//! the host. An `/etc/ld.so.cache` holding just the shipped libraries makes
+//! libraries found through `ld.so.conf` (e.g. /usr/local/lib) findable in the
+//! image too.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+
+use crate::collect::Collection;
+use crate::ldcache::LdCache;
+use crate::plan::Plan;
+use crate::scratch_etc;
+
+#[derive(Debug, Clone, Default)]
+pub struct RootfsOptions {
+    /// Where the (single) program goes instead of its own path; a path ending
+    /// in `/` is a directory for every program.
+    pub install_to: Option<String>,
+    /// Write the generated scratch /etc and /tmp.
+    pub scratch_etc: bool,
+    /// Ship the host's /etc/passwd and /etc/group instead of generated ones.
+    pub host_users: bool,
+    /// nsswitch.conf content to ship (when `scratch_etc`).
+    pub nsswitch: String,
+}
+
+pub fn rootfs_plan(col: &Collection, cache: &LdCache, opts: &RootfsOptions) -> Result<Plan> {
+    let mut plan = Plan::default();
+    for c in &col.closures {
+        for o in &c.objects[1..] {
+            plan.add_host_path(&o.path)?;
+            if let Some(b) = &o.baseline {
+                plan.add_host_path(b)?;
+            }
+        }
+    }
+    for f in &col.data_files {
+        plan.add_host_path(f)?;
+    }
+    let targets = install_targets(col, opts.install_to.as_deref())?;
+    for (prog, dest) in col.programs.iter().zip(&targets) {
+        match dest {
+            None => {
+                plan.add_host_path(&prog.path)?;
+            }
+            Some(dest) => plan.add_file_as(&prog.path, dest)?,
+        }
+    }
+    // Interpreters and env targets of scripts are closures without a
+    // program entry of their own.
+    for c in &col.closures {
+        let p = &c.program().path;
+        if !col.programs.iter().any(|pr| &pr.path == p) {
+            plan.add_host_path(p)?;
+        }
+    }
+    let first = targets[0]
+        .clone()
+        .unwrap_or_else(|| col.programs[0].path.clone());
+    plan.entrypoint = vec![first.display().to_string()];
+
+    if opts.scratch_etc {
+        for (path, content, mode) in scratch_etc::files() {
+            let content = match path {
+                "/etc/nsswitch.conf" => opts.nsswitch.as_str(),
+                _ => content,
+            };
+            plan.add_data(Path::new(path), content.as_bytes().to_vec(), mode)?;
+        }
+        if opts.host_users {
+            for f in ["/etc/passwd", "/etc/group"] {
+                plan.nodes.remove(Path::new(f));
+                plan.add_file_as(Path::new(f), Path::new(f))?;
+            }
+        }
+        plan.add_dir(Path::new("/tmp"), 0o1777)?;
+    }
+    if !col.closures.iter().all(|c| c.objects.len() == 1) && !cache.is_empty() {
+        let bytes = cache.write_subset(|p| plan.lookup(p).is_some());
+        plan.nodes.remove(Path::new("/etc/ld.so.cache"));
+        plan.add_data(Path::new("/etc/ld.so.cache"), bytes, 0o644)?;
+    }
+    Ok(plan)
+}
+
+/// Destination of each program: `None` keeps its own path.
+fn install_targets(col: &Collection, install_to: Option<&str>) -> Result<Vec<Option<PathBuf>>> {
+    let Some(to) = install_to else {
+        return Ok(vec![None; col.programs.len()]);
+    };
+    if !to.starts_with('/') {
+        bail!("--install-to {to}: must be an absolute path in the image");
+    }
+    if to.ends_with('/') {
+        return Ok(col
+            .programs
+            .iter()
+            .map(|p| Some(Path::new(to).join(p.path.file_name().unwrap_or_default())))
+            .collect());
+    }
+    if col.programs.len() > 1 {
+        bail!(
+            "--install-to {to}: names one file but {} programs were given (end it with / for a directory)",
+            col.programs.len()
+        );
+    }
+    Ok(vec![Some(PathBuf::from(to))])
+}
+
+/// Programs whose libraries are found through `$ORIGIN` must not move.
+pub fn origin_warnings(col: &Collection, opts: &RootfsOptions) -> Vec<String> {
+    if opts.install_to.is_none() {
+        return Vec::new();
+    }
+    col.closures
+        .iter()
+        .filter(|c| {
+            let i = &c.program().info;
+            [&i.rpath, &i.runpath].iter().any(|p| p.as_deref().is_some_and(|p| p.contains("ORIGIN")))
+        })
+        .map(|c| {
+            format!(
+                "{} finds libraries through $ORIGIN; --install-to moves it, so they may not be found",
+                c.program().path.display()
+            )
+        })
+        .collect()
+}

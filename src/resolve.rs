@@ -1,0 +1,597 @@
+//! A static emulation of glibc's `_dl_map_object_deps`: which files the
+//! dynamic loader would open for a program, found without running anything.
+//!
+//! The rules follow glibc 2.36 `elf/dl-load.c` and `elf/dl-deps.c`:
+//! - dependencies are mapped breadth-first; an object's "loader" is the object
+//!   whose DT_NEEDED first pulled it in;
+//! - a name is matched against every loaded object's request names, opened
+//!   path and DT_SONAME before any search, and a found file that is already
+//!   loaded under another path (same device and inode) is reused;
+//! - a name without `/` is searched in: the DT_RPATH of the loader and of its
+//!   loaders up to the executable, then the executable's DT_RPATH (all only if
+//!   the requesting object has no DT_RUNPATH, and an object with DT_RUNPATH
+//!   has no effective DT_RPATH); then the requester's own DT_RUNPATH; then
+//!   ld.so.cache (hits in system dirs refused under DF_1_NODEFLIB); then the
+//!   default dirs unless DF_1_NODEFLIB. Every directory is probed with the
+//!   glibc-hwcaps and legacy subdirectories first;
+//! - a candidate of the wrong class or machine is skipped, a candidate that is
+//!   not ELF at all stops the search with an error, as in `open_verify`.
+//!
+//! LD_LIBRARY_PATH and LD_PRELOAD are deliberately ignored: a packed program
+//! must not depend on the packing user's environment.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use crate::elf::{self, ElfInfo, Kind, NotElf};
+use crate::host::HostCaps;
+use crate::ldcache::{self, LdCache};
+
+/// How an object came to be loaded; shown by `elfpack deps`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    /// The program itself.
+    Program,
+    /// The program's PT_INTERP.
+    Interpreter,
+    /// A DT_NEEDED entry containing `/` (after `$ORIGIN` etc. expansion).
+    Path,
+    /// The DT_RPATH of the named object.
+    Rpath(PathBuf),
+    /// The requesting object's DT_RUNPATH.
+    Runpath,
+    /// /etc/ld.so.cache.
+    Cache,
+    /// The loader's built-in directories.
+    DefaultDirs,
+}
+
+impl std::fmt::Display for Via {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Via::Program => f.write_str("program"),
+            Via::Interpreter => f.write_str("PT_INTERP"),
+            Via::Path => f.write_str("path in DT_NEEDED"),
+            Via::Rpath(of) => write!(f, "DT_RPATH of {}", of.display()),
+            Via::Runpath => f.write_str("DT_RUNPATH"),
+            Via::Cache => f.write_str("ld.so.cache"),
+            Via::DefaultDirs => f.write_str("default dirs"),
+        }
+    }
+}
+
+/// Why a run-time-loaded object is in the closure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// Mapped at start-up because of DT_NEEDED (or is the program/loader).
+    Needed,
+    /// Loaded later by libc itself (dlopen of libgcc_s, NSS modules, gconv).
+    RunTime(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Object {
+    /// The name it was first requested by (DT_NEEDED string, or the path).
+    pub name: String,
+    /// The path the loader opens (not resolved through symlinks; `$ORIGIN`
+    /// of this object is its directory).
+    pub path: PathBuf,
+    pub info: Arc<ElfInfo>,
+    /// Index of the object whose request first mapped this one (`l_loader`).
+    pub loader: Option<usize>,
+    /// Indices of every object that requested it.
+    pub needed_by: Vec<usize>,
+    pub via: Via,
+    pub reason: Reason,
+    /// For a copy found in a glibc-hwcaps or legacy subdirectory: the copy the
+    /// loader would pick on a CPU without those features, shipped too so the
+    /// result runs on any x86-64.
+    pub baseline: Option<PathBuf>,
+    id: (u64, u64),
+}
+
+/// The objects one program needs, in the loader's mapping order:
+/// `objects[0]` is the program, then its interpreter (if any), then the rest.
+#[derive(Debug, Clone)]
+pub struct Closure {
+    pub objects: Vec<Object>,
+    pub warnings: Vec<String>,
+}
+
+impl Closure {
+    pub fn program(&self) -> &Object {
+        &self.objects[0]
+    }
+
+    pub fn interpreter(&self) -> Option<&Object> {
+        self.objects.iter().find(|o| o.via == Via::Interpreter)
+    }
+
+    /// Libraries mapped at start-up (DT_NEEDED closure), without program and loader.
+    pub fn libraries(&self) -> impl Iterator<Item = &Object> {
+        self.objects.iter().filter(|o| {
+            !matches!(o.via, Via::Program | Via::Interpreter) && o.reason == Reason::Needed
+        })
+    }
+
+    pub fn index_of_soname(&self, soname: &str) -> Option<usize> {
+        self.objects
+            .iter()
+            .position(|o| o.info.soname.as_deref() == Some(soname) || o.name == soname)
+    }
+}
+
+/// Resolves closures; caches parsed ELF files and directory probes so that
+/// resolving thousands of programs stays fast.
+pub struct Resolver {
+    pub caps: HostCaps,
+    cache: LdCache,
+    elf_cache: HashMap<PathBuf, Result<Arc<ElfInfo>, String>>,
+    dir_cache: HashMap<PathBuf, bool>,
+}
+
+enum Probe {
+    Found(PathBuf, Arc<ElfInfo>),
+    /// The file is there but of another class or machine: keep searching.
+    WrongClass,
+    Missing,
+}
+
+impl Resolver {
+    pub fn new() -> Result<Self> {
+        Ok(Self::with_cache(LdCache::load(Path::new(
+            "/etc/ld.so.cache",
+        ))?))
+    }
+
+    pub fn with_cache(cache: LdCache) -> Self {
+        Resolver {
+            caps: HostCaps::detect(),
+            cache,
+            elf_cache: HashMap::new(),
+            dir_cache: HashMap::new(),
+        }
+    }
+
+    pub fn ld_cache(&self) -> &LdCache {
+        &self.cache
+    }
+
+    /// Parses `path` once; later calls share the result.
+    pub fn read_elf(&mut self, path: &Path) -> Result<Arc<ElfInfo>> {
+        if let Some(r) = self.elf_cache.get(path) {
+            return r.clone().map_err(|e| anyhow!(e));
+        }
+        let r = elf::read(path).map(Arc::new);
+        let stored = match &r {
+            Ok(i) => Ok(i.clone()),
+            Err(e) if e.root_cause().downcast_ref::<NotElf>().is_some() => Err(format!("{e:#}")),
+            // I/O errors are not cached: they may be transient.
+            Err(_) => return r,
+        };
+        self.elf_cache.insert(path.to_path_buf(), stored);
+        r
+    }
+
+    /// The closure of the ELF program at `program` (an absolute path).
+    pub fn resolve(&mut self, program: &Path) -> Result<Closure> {
+        let info = self.read_elf(program)?;
+        let program_id = file_id(program)?;
+        let mut c = Closure {
+            objects: vec![Object {
+                name: program.display().to_string(),
+                path: program.to_path_buf(),
+                info: info.clone(),
+                loader: None,
+                needed_by: vec![],
+                via: Via::Program,
+                reason: Reason::Needed,
+                baseline: None,
+                id: program_id,
+            }],
+            warnings: vec![],
+        };
+        if matches!(info.kind, Kind::Static | Kind::StaticPie) {
+            return Ok(c);
+        }
+        let interp_path = info
+            .interpreter
+            .clone()
+            .unwrap_or_else(|| self.caps.default_interpreter.to_string());
+        let interp = PathBuf::from(&interp_path);
+        let interp_info = self.read_elf(&interp).with_context(|| {
+            format!(
+                "{}: its interpreter {} cannot be used",
+                program.display(),
+                interp.display()
+            )
+        })?;
+        if !interp_info.matches(info.class64, info.machine) {
+            bail!(
+                "{}: interpreter {} is for {}, the program for {}",
+                program.display(),
+                interp.display(),
+                interp_info.machine_name(),
+                info.machine_name()
+            );
+        }
+        c.objects.push(Object {
+            name: interp_path,
+            id: file_id(&interp)?,
+            path: interp,
+            info: interp_info,
+            loader: None,
+            needed_by: vec![],
+            via: Via::Interpreter,
+            reason: Reason::Needed,
+            baseline: None,
+        });
+        self.map_deps(&mut c, 0)?;
+        Ok(c)
+    }
+
+    /// Breadth-first mapping of DT_NEEDED from object `start` on, as
+    /// `_dl_map_object_deps` does for the program or a dlopen'd object.
+    fn map_deps(&mut self, c: &mut Closure, start: usize) -> Result<()> {
+        let mut i = start;
+        while i < c.objects.len() {
+            if c.objects[i].via != Via::Interpreter {
+                let needed = c.objects[i].info.needed.clone();
+                for name in needed {
+                    self.map_object(c, &name, i, Reason::Needed)?;
+                }
+            }
+            i += 1;
+            // dlopen'd objects (run-time extras) are appended after the start-up
+            // set; their own needs are mapped when they are added.
+        }
+        Ok(())
+    }
+
+    /// Maps what libc itself would `dlopen(name)` at run time (its caller is
+    /// libc, so the search uses libc's loader chain and the program's
+    /// DT_RPATH, but not the program's DT_RUNPATH). Returns `None` when the
+    /// host has no such library.
+    pub fn map_runtime(&mut self, c: &mut Closure, name: &str, why: &str) -> Result<Option<usize>> {
+        let Some(libc) = c.index_of_soname("libc.so.6") else {
+            return Ok(None);
+        };
+        let before = c.objects.len();
+        match self.map_object(c, name, libc, Reason::RunTime(why.to_string())) {
+            Ok(idx) => {
+                if c.objects.len() > before {
+                    self.map_deps(c, before)?;
+                }
+                Ok(Some(idx))
+            }
+            Err(e) if e.downcast_ref::<NotFound>().is_some() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn map_object(
+        &mut self,
+        c: &mut Closure,
+        name: &str,
+        loader: usize,
+        reason: Reason,
+    ) -> Result<usize> {
+        if let Some(idx) = find_loaded(c, name) {
+            if !c.objects[idx].needed_by.contains(&loader) {
+                c.objects[idx].needed_by.push(loader);
+            }
+            return Ok(idx);
+        }
+        let (path, info, via, used_subdir) = if name.contains('/') {
+            let expanded = self.expand_dst(name, &c.objects[loader]).ok_or_else(|| {
+                anyhow!("{}: cannot expand {name}", c.objects[loader].path.display())
+            })?;
+            let path = PathBuf::from(expanded);
+            let info = self.read_elf(&path).with_context(|| {
+                format!("{} (needed by {})", name, c.objects[loader].path.display())
+            })?;
+            (path, info, Via::Path, false)
+        } else {
+            self.search(c, name, loader, true)?
+        };
+        let main = &c.objects[0].info;
+        if !info.matches(main.class64, main.machine) {
+            bail!(
+                "{}: is {} but {} needs {}",
+                path.display(),
+                info.machine_name(),
+                c.objects[loader].path.display(),
+                main.machine_name()
+            );
+        }
+        let id = file_id(&path)?;
+        if let Some(idx) = c.objects.iter().position(|o| o.id == id) {
+            c.objects[idx].needed_by.push(loader);
+            return Ok(idx);
+        }
+        let baseline = if used_subdir {
+            match self.search(c, name, loader, false) {
+                Ok((p, ..)) => Some(p),
+                Err(_) => {
+                    c.warnings.push(format!(
+                        "{} is only in a CPU-specific directory ({}); the result needs a CPU like this one",
+                        name,
+                        path.display()
+                    ));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        c.objects.push(Object {
+            name: name.to_string(),
+            path,
+            info,
+            loader: Some(loader),
+            needed_by: vec![loader],
+            via,
+            reason,
+            baseline,
+            id,
+        });
+        Ok(c.objects.len() - 1)
+    }
+
+    /// `_dl_map_object`'s search for a name without `/`. With `subdirs`
+    /// false, only the plain directories are probed (for the baseline copy).
+    fn search(
+        &mut self,
+        c: &Closure,
+        name: &str,
+        loader: usize,
+        subdirs: bool,
+    ) -> Result<(PathBuf, Arc<ElfInfo>, Via, bool)> {
+        let mut searched: Vec<String> = Vec::new();
+        let req = &c.objects[loader];
+        if req.info.runpath.is_none() {
+            // The loader chain, then the executable (dl-load.c: "If
+            // dynamically linked, try the DT_RPATH of the executable itself").
+            let mut chain = Vec::new();
+            let mut l = Some(loader);
+            while let Some(i) = l {
+                chain.push(i);
+                l = c.objects[i].loader;
+            }
+            if !chain.contains(&0) {
+                chain.push(0);
+            }
+            for i in chain {
+                let o = &c.objects[i];
+                if let (Some(rpath), None) = (&o.info.rpath, &o.info.runpath) {
+                    let dirs = self.expand_path_list(rpath, o);
+                    searched.push(format!(
+                        "DT_RPATH of {} ({})",
+                        o.path.display(),
+                        dirs.join(":")
+                    ));
+                    if let Some((p, info, sub)) = self.probe_dirs(&dirs, name, subdirs)? {
+                        return Ok((p, info, Via::Rpath(o.path.clone()), sub));
+                    }
+                }
+            }
+        }
+        if let Some(runpath) = &req.info.runpath {
+            let dirs = self.expand_path_list(runpath, req);
+            searched.push(format!("DT_RUNPATH ({})", dirs.join(":")));
+            if let Some((p, info, sub)) = self.probe_dirs(&dirs, name, subdirs)? {
+                return Ok((p, info, Via::Runpath, sub));
+            }
+        }
+        let flags = if c.objects[0].info.class64 {
+            ldcache::X86_64_LIBC6
+        } else {
+            0x0003
+        };
+        let caps = &self.caps;
+        let hit = self
+            .cache
+            .lookup(name, flags, |s| {
+                if subdirs { caps.hwcaps_priority(s) } else { 0 }
+            })
+            .map(|e| e.path.clone());
+        searched.push("ld.so.cache".into());
+        if let Some(path) = hit {
+            let in_system_dir = self.caps.system_dirs.iter().any(|d| path.starts_with(d));
+            if !(req.info.nodeflib && in_system_dir) {
+                if let Probe::Found(p, info) = self.probe_file(path)? {
+                    let sub = p.components().any(|s| s.as_os_str() == "glibc-hwcaps");
+                    return Ok((p, info, Via::Cache, sub));
+                }
+            }
+        }
+        if !req.info.nodeflib {
+            let dirs: Vec<String> = self
+                .caps
+                .system_dirs
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            searched.push(format!("default dirs ({})", dirs.join(":")));
+            if let Some((p, info, sub)) = self.probe_dirs(&dirs, name, subdirs)? {
+                return Ok((p, info, Via::DefaultDirs, sub));
+            }
+        }
+        Err(anyhow!(NotFound {
+            name: name.to_string(),
+            needed_by: req.path.clone(),
+            searched,
+        }))
+    }
+
+    fn probe_dirs(
+        &mut self,
+        dirs: &[String],
+        name: &str,
+        subdirs: bool,
+    ) -> Result<Option<(PathBuf, Arc<ElfInfo>, bool)>> {
+        for dir in dirs {
+            let dir = Path::new(dir);
+            let n = if subdirs { self.caps.subdirs.len() } else { 1 };
+            for k in 0..n {
+                // The plain directory is the last entry of `subdirs`.
+                let sub = if subdirs {
+                    self.caps.subdirs[k].as_str()
+                } else {
+                    ""
+                };
+                let in_subdir = !sub.is_empty();
+                let d = if in_subdir {
+                    dir.join(sub)
+                } else {
+                    dir.to_path_buf()
+                };
+                if !self.dir_exists(&d) {
+                    continue;
+                }
+                if let Probe::Found(p, info) = self.probe_file(d.join(name))? {
+                    return Ok(Some((p, info, in_subdir)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn probe_file(&mut self, path: PathBuf) -> Result<Probe> {
+        match std::fs::metadata(&path) {
+            Err(_) => return Ok(Probe::Missing),
+            Ok(m) if m.is_dir() => return Ok(Probe::Missing),
+            Ok(_) => {}
+        }
+        match self.read_elf(&path) {
+            Ok(info) => {
+                let host64 = cfg!(target_pointer_width = "64");
+                if info.class64 == host64 && info.machine == goblin::elf::header::EM_X86_64 {
+                    Ok(Probe::Found(path, info))
+                } else {
+                    Ok(Probe::WrongClass)
+                }
+            }
+            // A file the loader cannot even open is skipped (EACCES); one that
+            // is not ELF is a fatal "invalid ELF header" in the loader too.
+            Err(e) if e.root_cause().downcast_ref::<NotElf>().is_some() => Err(e),
+            Err(_) => Ok(Probe::Missing),
+        }
+    }
+
+    fn dir_exists(&mut self, d: &Path) -> bool {
+        if let Some(&b) = self.dir_cache.get(d) {
+            return b;
+        }
+        let b = d.is_dir();
+        self.dir_cache.insert(d.to_path_buf(), b);
+        b
+    }
+
+    /// Splits an RPATH/RUNPATH and expands dynamic string tokens; elements
+    /// whose tokens cannot be expanded are dropped, as glibc does.
+    fn expand_path_list(&self, list: &str, obj: &Object) -> Vec<String> {
+        list.split(':')
+            .filter_map(|e| {
+                if e.is_empty() {
+                    return Some(".".to_string());
+                }
+                let d = self.expand_dst(e, obj)?;
+                let trimmed = d.trim_end_matches('/');
+                Some(if trimmed.is_empty() {
+                    "/".to_string()
+                } else {
+                    trimmed.to_string()
+                })
+            })
+            .collect()
+    }
+
+    /// Expands `$ORIGIN`, `$LIB`, `$PLATFORM` (and their `${}` forms).
+    pub fn expand_dst(&self, s: &str, obj: &Object) -> Option<String> {
+        if !s.contains('$') {
+            return Some(s.to_string());
+        }
+        let mut out = String::new();
+        let mut rest = s;
+        while let Some(pos) = rest.find('$') {
+            out.push_str(&rest[..pos]);
+            let after = &rest[pos + 1..];
+            let (token, len) = if let Some(b) = after.strip_prefix('{') {
+                match b.find('}') {
+                    Some(end) => (&b[..end], end + 2),
+                    None => ("", 0),
+                }
+            } else {
+                let end = after
+                    .find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_'))
+                    .unwrap_or(after.len());
+                (&after[..end], end)
+            };
+            match token {
+                "ORIGIN" => out.push_str(&origin_of(obj)?),
+                "LIB" => out.push_str(self.caps.lib),
+                "PLATFORM" => out.push_str(&self.caps.platform),
+                _ => {
+                    out.push('$');
+                    rest = after;
+                    continue;
+                }
+            }
+            rest = &after[len..];
+        }
+        out.push_str(rest);
+        Some(out)
+    }
+}
+
+/// `$ORIGIN`: the directory of the path an object was opened by; for the
+/// program, of its real path (the kernel's /proc/self/exe).
+fn origin_of(obj: &Object) -> Option<String> {
+    let p = if obj.via == Via::Program {
+        std::fs::canonicalize(&obj.path).ok()?
+    } else if obj.path.is_absolute() {
+        obj.path.clone()
+    } else {
+        std::env::current_dir().ok()?.join(&obj.path)
+    };
+    Some(p.parent()?.to_string_lossy().into_owned())
+}
+
+fn find_loaded(c: &Closure, name: &str) -> Option<usize> {
+    c.objects.iter().position(|o| {
+        (o.via != Via::Program && (o.name == name || o.path.as_os_str() == name))
+            || o.info.soname.as_deref() == Some(name)
+    })
+}
+
+fn file_id(p: &Path) -> Result<(u64, u64)> {
+    let m = std::fs::metadata(p).with_context(|| format!("{}: cannot stat", p.display()))?;
+    Ok((m.dev(), m.ino()))
+}
+
+/// A library the loader would not find: says which, who needs it, and where
+/// the search looked.
+#[derive(Debug)]
+pub struct NotFound {
+    pub name: String,
+    pub needed_by: PathBuf,
+    pub searched: Vec<String>,
+}
+
+impl std::fmt::Display for NotFound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "library {} needed by {} not found (searched {})",
+            self.name,
+            self.needed_by.display(),
+            self.searched.join(", ")
+        )
+    }
+}
+impl std::error::Error for NotFound {}
