@@ -61,7 +61,7 @@ impl LdCache {
             bail!("not a glibc ld.so.cache (bad magic)");
         }
         let nlibs = u32_at(bytes, 20)? as usize;
-        let ext_offset = u32_at(bytes, 36)? as usize;
+        let ext_offset = u32_at(bytes, 32)? as usize;
         if HEADER_LEN + nlibs * ENTRY_LEN > bytes.len() {
             bail!(
                 "truncated: {nlibs} entries do not fit in {} bytes",

@@ -16,6 +16,7 @@ pub mod elf;
 pub mod emit;
 pub mod host;
 pub mod layout;
+pub mod ldconf;
 pub mod ldcache;
 pub mod plan;
 pub mod report;

@@ -421,11 +421,11 @@ impl Resolver {
                 return Ok((p, info, Via::DefaultDirs, sub));
             }
         }
-        Err(anyhow!(NotFound {
-            name: name.to_string(),
-            needed_by: req.path.clone(),
-            searched,
-        }))
+        let stale_cache = crate::ldconf::dirs(Path::new("/etc/ld.so.conf"))
+            .into_iter()
+            .find(|(d, _)| d.join(name).is_file())
+            .map(|(d, conf)| (d.join(name), conf));
+        Err(anyhow!(NotFound { name: name.to_string(), needed_by: req.path.clone(), searched, stale_cache }))
     }
 
     fn probe_dirs(
@@ -581,6 +581,9 @@ pub struct NotFound {
     pub name: String,
     pub needed_by: PathBuf,
     pub searched: Vec<String>,
+    /// The library exists in a directory of ld.so.conf (which names it) but
+    /// the cache does not list it: ldconfig has not been run.
+    pub stale_cache: Option<(PathBuf, PathBuf)>,
 }
 
 impl std::fmt::Display for NotFound {
@@ -591,7 +594,11 @@ impl std::fmt::Display for NotFound {
             self.name,
             self.needed_by.display(),
             self.searched.join(", ")
-        )
+        )?;
+        if let Some((lib, conf)) = &self.stale_cache {
+            write!(f, "; {} exists in a directory {} lists, but ld.so.cache is stale: run ldconfig", lib.display(), conf.display())?;
+        }
+        Ok(())
     }
 }
 impl std::error::Error for NotFound {}
