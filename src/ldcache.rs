@@ -145,10 +145,8 @@ impl LdCache {
         let kept: Vec<&Entry> = self.entries.iter().filter(|e| keep(&e.path)).collect();
         let mut hwcaps: Vec<String> = Vec::new();
         for e in &kept {
-            if let Some(s) = &e.hwcaps_subdir {
-                if !hwcaps.contains(s) {
-                    hwcaps.push(s.clone());
-                }
+            if let Some(s) = e.hwcaps_subdir.as_ref().filter(|s| !hwcaps.contains(s)) {
+                hwcaps.push(s.clone());
             }
         }
         let entries_end = HEADER_LEN + kept.len() * ENTRY_LEN;

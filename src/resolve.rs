@@ -402,11 +402,11 @@ impl Resolver {
         searched.push("ld.so.cache".into());
         if let Some(path) = hit {
             let in_system_dir = self.caps.system_dirs.iter().any(|d| path.starts_with(d));
-            if !(req.info.nodeflib && in_system_dir) {
-                if let Probe::Found(p, info) = self.probe_file(path)? {
-                    let sub = p.components().any(|s| s.as_os_str() == "glibc-hwcaps");
-                    return Ok((p, info, Via::Cache, sub));
-                }
+            if !(req.info.nodeflib && in_system_dir)
+                && let Probe::Found(p, info) = self.probe_file(path)?
+            {
+                let sub = p.components().any(|s| s.as_os_str() == "glibc-hwcaps");
+                return Ok((p, info, Via::Cache, sub));
             }
         }
         if !req.info.nodeflib {
@@ -425,7 +425,12 @@ impl Resolver {
             .into_iter()
             .find(|(d, _)| d.join(name).is_file())
             .map(|(d, conf)| (d.join(name), conf));
-        Err(anyhow!(NotFound { name: name.to_string(), needed_by: req.path.clone(), searched, stale_cache }))
+        Err(anyhow!(NotFound {
+            name: name.to_string(),
+            needed_by: req.path.clone(),
+            searched,
+            stale_cache
+        }))
     }
 
     fn probe_dirs(
@@ -596,7 +601,12 @@ impl std::fmt::Display for NotFound {
             self.searched.join(", ")
         )?;
         if let Some((lib, conf)) = &self.stale_cache {
-            write!(f, "; {} exists in a directory {} lists, but ld.so.cache is stale: run ldconfig", lib.display(), conf.display())?;
+            write!(
+                f,
+                "; {} exists in a directory {} lists, but ld.so.cache is stale: run ldconfig",
+                lib.display(),
+                conf.display()
+            )?;
         }
         Ok(())
     }

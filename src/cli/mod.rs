@@ -149,10 +149,8 @@ fn pack(a: &PackArgs) -> Result<()> {
             p.clone()
         }
     });
-    if let Some(d) = &dockerfile {
-        if d.exists() && !a.force {
-            bail!("{}: exists (use --force to replace it)", d.display());
-        }
+    if let Some(d) = dockerfile.as_ref().filter(|d| d.exists() && !a.force) {
+        bail!("{}: exists (use --force to replace it)", d.display());
     }
     let (resolver, col, nsswitch) = collect_programs(&a.programs, &a.collect)?;
     let opts = RootfsOptions {
