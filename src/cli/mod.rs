@@ -65,6 +65,14 @@ struct PackArgs {
     /// Write a root filesystem tree for `COPY rootfs/ /` in a FROM scratch image.
     #[arg(long, value_name = "DIR")]
     rootfs: Option<PathBuf>,
+    /// Write FILE: a reproducible tarball of the tree when FILE ends in .tar.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Write an OCI image-layout archive (podman load -i, skopeo inspect oci-archive:).
+    #[arg(long, value_name = "IMAGE.tar")]
+    oci: Option<PathBuf>,
+    #[command(flatten)]
+    image: ImageArgs,
     /// Replace an existing non-empty output.
     #[arg(long)]
     force: bool,
@@ -82,6 +90,29 @@ struct PackArgs {
     host_users: bool,
     #[command(flatten)]
     collect: CollectArgs,
+}
+
+/// How the image runs its program (OCI config, Dockerfile).
+#[derive(Args, Debug)]
+struct ImageArgs {
+    /// Image name for --oci.
+    #[arg(long, value_name = "NAME:TAG", default_value = "elfpack:latest")]
+    tag: String,
+    /// The program the image runs (required when several programs are packed).
+    #[arg(long, value_name = "PATH")]
+    entrypoint: Option<String>,
+    /// Default arguments (repeat for several).
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    cmd: Vec<String>,
+    /// Environment variable for the image (repeat for several).
+    #[arg(long, value_name = "K=V")]
+    env: Vec<String>,
+    /// User the image runs as (e.g. 65532 or nonroot).
+    #[arg(long)]
+    user: Option<String>,
+    /// Working directory of the image.
+    #[arg(long, value_name = "DIR")]
+    workdir: Option<String>,
 }
 
 pub fn main() -> ExitCode {
@@ -139,18 +170,24 @@ fn deps(a: &DepsArgs) -> Result<()> {
 }
 
 fn pack(a: &PackArgs) -> Result<()> {
-    let Some(dir) = &a.rootfs else {
-        bail!("no output chosen: give --rootfs DIR");
-    };
-    let dockerfile = a.dockerfile.as_ref().map(|p| {
-        if p.as_os_str().is_empty() {
-            dir.parent().unwrap_or(Path::new("")).join("Dockerfile")
-        } else {
-            p.clone()
-        }
+    let tarball = a.output.as_ref().filter(|o| o.extension().is_some_and(|e| e == "tar"));
+    if let Some(o) = a.output.as_ref().filter(|_| tarball.is_none()) {
+        bail!("{}: single-file output is not available yet; use -o NAME.tar, --rootfs DIR or --oci IMAGE.tar", o.display());
+    }
+    if a.rootfs.is_none() && tarball.is_none() && a.oci.is_none() {
+        bail!("no output chosen: give --rootfs DIR, -o NAME.tar or --oci IMAGE.tar");
+    }
+    let dockerfile = a.dockerfile.as_ref().map(|p| match (&a.rootfs, p.as_os_str().is_empty()) {
+        (Some(dir), true) => dir.parent().unwrap_or(Path::new("")).join("Dockerfile"),
+        _ => p.clone(),
     });
-    if let Some(d) = dockerfile.as_ref().filter(|d| d.exists() && !a.force) {
-        bail!("{}: exists (use --force to replace it)", d.display());
+    if dockerfile.is_some() && a.rootfs.is_none() {
+        bail!("--dockerfile needs --rootfs DIR (the Dockerfile COPYs it)");
+    }
+    for out in [&dockerfile, &a.output, &a.oci].into_iter().flatten() {
+        if out.exists() && !a.force {
+            bail!("{}: exists (use --force to replace it)", out.display());
+        }
     }
     let (resolver, col, nsswitch) = collect_programs(&a.programs, &a.collect)?;
     let opts = RootfsOptions {
@@ -159,21 +196,45 @@ fn pack(a: &PackArgs) -> Result<()> {
         host_users: a.host_users,
         nsswitch,
     };
-    let plan = layout::rootfs_plan(&col, resolver.ld_cache(), &opts)?;
+    let mut plan = layout::rootfs_plan(&col, resolver.ld_cache(), &opts)?;
+    if let Some(e) = &a.image.entrypoint {
+        plan.entrypoint = vec![e.clone()];
+    }
+    let needs_entrypoint = dockerfile.is_some() || a.oci.is_some();
+    if needs_entrypoint && plan.entrypoint.is_empty() {
+        bail!("{} programs packed: choose the one the image runs with --entrypoint PATH", a.programs.len());
+    }
     warn_all(&col.warnings);
     warn_all(&layout::origin_warnings(&col, &opts));
-    emit::rootfs::write(&plan, dir, a.force)?;
-    if let Some(d) = &dockerfile {
-        emit::dockerfile::write(&plan, d, dir, a.force)?;
-    }
     let (files, bytes) = plan.totals();
-    eprintln!(
-        "elfpack: wrote {}: {files} files, {bytes} bytes, entrypoint {}",
-        dir.display(),
-        plan.entrypoint.join(" ")
-    );
-    if let Some(d) = &dockerfile {
+    let summary = format!("{files} files, {bytes} bytes, entrypoint {}", entrypoint_text(&plan));
+    if let Some(dir) = &a.rootfs {
+        emit::rootfs::write(&plan, dir, a.force)?;
+        eprintln!("elfpack: wrote {}: {summary}", dir.display());
+    }
+    if let (Some(d), Some(dir)) = (&dockerfile, &a.rootfs) {
+        emit::dockerfile::write(&plan, d, dir, a.force)?;
         eprintln!("elfpack: wrote {}", d.display());
     }
+    if let Some(t) = tarball {
+        emit::tar::write_file(&plan, t, a.force)?;
+        eprintln!("elfpack: wrote {}: {summary}", t.display());
+    }
+    if let Some(o) = &a.oci {
+        let cfg = emit::oci::ImageConfig {
+            tag: a.image.tag.clone(),
+            entrypoint: plan.entrypoint.clone(),
+            cmd: a.image.cmd.clone(),
+            env: a.image.env.clone(),
+            user: a.image.user.clone(),
+            workdir: a.image.workdir.clone(),
+        };
+        emit::oci::write_file(&plan, &cfg, o, a.force)?;
+        eprintln!("elfpack: wrote {} ({}): {summary}", o.display(), a.image.tag);
+    }
     Ok(())
+}
+
+fn entrypoint_text(plan: &crate::plan::Plan) -> String {
+    if plan.entrypoint.is_empty() { "(none: several programs, see --entrypoint)".into() } else { plan.entrypoint.join(" ") }
 }
