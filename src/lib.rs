@@ -24,3 +24,4 @@ pub mod resolve;
 pub mod runtime;
 pub mod scratch_etc;
 pub mod script;
+pub mod selftest;

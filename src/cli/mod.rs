@@ -85,9 +85,19 @@ struct PackArgs {
     /// Do not generate /etc (passwd, group, nsswitch.conf, hosts) and /tmp.
     #[arg(long)]
     no_etc: bool,
+    /// Leave out libraries matching this name or glob (DT_NEEDED name, SONAME or file name); repeatable.
+    #[arg(long, value_name = "NAME")]
+    exclude: Vec<glob::Pattern>,
     /// Copy the build host's /etc/passwd and /etc/group instead of generating them.
     #[arg(long)]
     host_users: bool,
+    /// After packing, run the result in an isolated empty root (namespaces, /proc, /dev nodes, no helpers)
+    /// and fail when the program fails.
+    #[arg(long)]
+    test: bool,
+    /// Arguments for the program when elfpack runs it (--test).
+    #[arg(last = true, value_name = "ARGS")]
+    args: Vec<String>,
     #[command(flatten)]
     collect: CollectArgs,
 }
@@ -170,17 +180,26 @@ fn deps(a: &DepsArgs) -> Result<()> {
 }
 
 fn pack(a: &PackArgs) -> Result<()> {
-    let tarball = a.output.as_ref().filter(|o| o.extension().is_some_and(|e| e == "tar"));
+    let tarball = a
+        .output
+        .as_ref()
+        .filter(|o| o.extension().is_some_and(|e| e == "tar"));
     if let Some(o) = a.output.as_ref().filter(|_| tarball.is_none()) {
-        bail!("{}: single-file output is not available yet; use -o NAME.tar, --rootfs DIR or --oci IMAGE.tar", o.display());
+        bail!(
+            "{}: single-file output is not available yet; use -o NAME.tar, --rootfs DIR or --oci IMAGE.tar",
+            o.display()
+        );
     }
-    if a.rootfs.is_none() && tarball.is_none() && a.oci.is_none() {
+    if a.rootfs.is_none() && tarball.is_none() && a.oci.is_none() && !a.test {
         bail!("no output chosen: give --rootfs DIR, -o NAME.tar or --oci IMAGE.tar");
     }
-    let dockerfile = a.dockerfile.as_ref().map(|p| match (&a.rootfs, p.as_os_str().is_empty()) {
-        (Some(dir), true) => dir.parent().unwrap_or(Path::new("")).join("Dockerfile"),
-        _ => p.clone(),
-    });
+    let dockerfile = a
+        .dockerfile
+        .as_ref()
+        .map(|p| match (&a.rootfs, p.as_os_str().is_empty()) {
+            (Some(dir), true) => dir.parent().unwrap_or(Path::new("")).join("Dockerfile"),
+            _ => p.clone(),
+        });
     if dockerfile.is_some() && a.rootfs.is_none() {
         bail!("--dockerfile needs --rootfs DIR (the Dockerfile COPYs it)");
     }
@@ -195,19 +214,26 @@ fn pack(a: &PackArgs) -> Result<()> {
         scratch_etc: !a.no_etc,
         host_users: a.host_users,
         nsswitch,
+        exclude: a.exclude.clone(),
     };
     let mut plan = layout::rootfs_plan(&col, resolver.ld_cache(), &opts)?;
     if let Some(e) = &a.image.entrypoint {
         plan.entrypoint = vec![e.clone()];
     }
-    let needs_entrypoint = dockerfile.is_some() || a.oci.is_some();
+    let needs_entrypoint = dockerfile.is_some() || a.oci.is_some() || a.test;
     if needs_entrypoint && plan.entrypoint.is_empty() {
-        bail!("{} programs packed: choose the one the image runs with --entrypoint PATH", a.programs.len());
+        bail!(
+            "{} programs packed: choose the one the image runs with --entrypoint PATH",
+            a.programs.len()
+        );
     }
     warn_all(&col.warnings);
     warn_all(&layout::origin_warnings(&col, &opts));
     let (files, bytes) = plan.totals();
-    let summary = format!("{files} files, {bytes} bytes, entrypoint {}", entrypoint_text(&plan));
+    let summary = format!(
+        "{files} files, {bytes} bytes, entrypoint {}",
+        entrypoint_text(&plan)
+    );
     if let Some(dir) = &a.rootfs {
         emit::rootfs::write(&plan, dir, a.force)?;
         eprintln!("elfpack: wrote {}: {summary}", dir.display());
@@ -230,11 +256,48 @@ fn pack(a: &PackArgs) -> Result<()> {
             workdir: a.image.workdir.clone(),
         };
         emit::oci::write_file(&plan, &cfg, o, a.force)?;
-        eprintln!("elfpack: wrote {} ({}): {summary}", o.display(), a.image.tag);
+        eprintln!(
+            "elfpack: wrote {} ({}): {summary}",
+            o.display(),
+            a.image.tag
+        );
+    }
+    if a.test {
+        self_test(&plan, a)?;
     }
     Ok(())
 }
 
+/// Writes the plan to a scratch directory and runs its entrypoint there.
+fn self_test(plan: &crate::plan::Plan, a: &PackArgs) -> Result<()> {
+    let dir = tempfile::tempdir().context("--test: cannot create a temporary directory")?;
+    let root = dir.path().join("root");
+    emit::rootfs::write(plan, &root, false)?;
+    let mut argv = plan.entrypoint.clone();
+    argv.extend(a.image.cmd.iter().cloned());
+    argv.extend(a.args.iter().cloned());
+    let mut env =
+        vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
+    env.extend(a.image.env.iter().cloned());
+    eprintln!(
+        "elfpack: --test: running {} in an isolated root",
+        argv.join(" ")
+    );
+    let code = crate::selftest::run(&root, &argv, &env)?;
+    if code != 0 {
+        bail!(
+            "--test: {} exited with {code} in the isolated root",
+            argv.join(" ")
+        );
+    }
+    eprintln!("elfpack: --test: passed");
+    Ok(())
+}
+
 fn entrypoint_text(plan: &crate::plan::Plan) -> String {
-    if plan.entrypoint.is_empty() { "(none: several programs, see --entrypoint)".into() } else { plan.entrypoint.join(" ") }
+    if plan.entrypoint.is_empty() {
+        "(none: several programs, see --entrypoint)".into()
+    } else {
+        plan.entrypoint.join(" ")
+    }
 }

@@ -11,7 +11,11 @@ use anyhow::{Context, Result, bail};
 
 /// Writes a file through `fill` into a temporary file beside `out`, renamed
 /// over `out` only once complete: a failure never leaves a partial output.
-pub fn atomic_write(out: &Path, force: bool, fill: impl FnOnce(&mut std::fs::File) -> Result<()>) -> Result<()> {
+pub fn atomic_write(
+    out: &Path,
+    force: bool,
+    fill: impl FnOnce(&mut std::fs::File) -> Result<()>,
+) -> Result<()> {
     if out.exists() && !force {
         bail!("{}: exists (use --force to replace it)", out.display());
     }
@@ -25,6 +29,7 @@ pub fn atomic_write(out: &Path, force: bool, fill: impl FnOnce(&mut std::fs::Fil
         .with_context(|| format!("{}: cannot create a temporary file", dir.display()))?;
     fill(tmp.as_file_mut()).with_context(|| format!("{}: cannot write", out.display()))?;
     tmp.as_file().sync_all().ok();
-    tmp.persist(out).with_context(|| format!("{}: cannot rename into place", out.display()))?;
+    tmp.persist(out)
+        .with_context(|| format!("{}: cannot rename into place", out.display()))?;
     Ok(())
 }

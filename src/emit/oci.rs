@@ -25,7 +25,10 @@ pub struct ImageConfig {
 }
 
 fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Builds the whole archive in memory.
@@ -41,7 +44,8 @@ pub fn archive(plan: &Plan, cfg: &ImageConfig) -> Result<Vec<u8>> {
     if !cfg.cmd.is_empty() {
         config.insert("Cmd".into(), json!(cfg.cmd));
     }
-    let mut env = vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
+    let mut env =
+        vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
     for e in &cfg.env {
         let key = e.split('=').next().unwrap_or(e);
         env.retain(|x| x.split('=').next() != Some(key));
@@ -91,12 +95,26 @@ pub fn archive(plan: &Plan, cfg: &ImageConfig) -> Result<Vec<u8>> {
 
     // The archive is itself a reproducible tar of the image-layout directory.
     let mut layout = Plan::default();
-    let put = |layout: &mut Plan, path: &str, bytes: Vec<u8>| layout.add_data(Path::new(path), bytes, 0o644);
-    put(&mut layout, "/oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec())?;
+    let put = |layout: &mut Plan, path: &str, bytes: Vec<u8>| {
+        layout.add_data(Path::new(path), bytes, 0o644)
+    };
+    put(
+        &mut layout,
+        "/oci-layout",
+        br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+    )?;
     put(&mut layout, "/index.json", index)?;
     put(&mut layout, &format!("/blobs/sha256/{layer_digest}"), layer)?;
-    put(&mut layout, &format!("/blobs/sha256/{config_digest}"), image_config)?;
-    put(&mut layout, &format!("/blobs/sha256/{manifest_digest}"), manifest)?;
+    put(
+        &mut layout,
+        &format!("/blobs/sha256/{config_digest}"),
+        image_config,
+    )?;
+    put(
+        &mut layout,
+        &format!("/blobs/sha256/{manifest_digest}"),
+        manifest,
+    )?;
     for node in layout.nodes.values_mut() {
         if let Node::Dir { mode } = node {
             *mode = 0o755;
@@ -123,7 +141,12 @@ fn rfc3339(secs: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]

@@ -13,7 +13,10 @@ use crate::plan::{Node, Plan};
 /// The timestamp every output carries: `SOURCE_DATE_EPOCH` when set
 /// (reproducible-builds.org convention), else the epoch.
 pub fn source_date_epoch() -> u64 {
-    std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Writes `plan` as a tar archive (paths relative to `/`) into `w`.
@@ -33,12 +36,14 @@ pub fn write<W: Write>(plan: &Plan, w: W, mtime: u64) -> Result<W> {
                 b.append_data(&mut h, dir_name(rel), std::io::empty())?;
             }
             Node::File { src, mode, .. } => {
-                let f = std::fs::File::open(src).with_context(|| format!("{}: cannot read", src.display()))?;
+                let f = std::fs::File::open(src)
+                    .with_context(|| format!("{}: cannot read", src.display()))?;
                 let len = f.metadata()?.len();
                 h.set_entry_type(tar::EntryType::Regular);
                 h.set_mode(*mode);
                 h.set_size(len);
-                b.append_data(&mut h, rel, f).with_context(|| format!("{}: cannot archive", src.display()))?;
+                b.append_data(&mut h, rel, f)
+                    .with_context(|| format!("{}: cannot archive", src.display()))?;
             }
             Node::Data { bytes, mode } => {
                 h.set_entry_type(tar::EntryType::Regular);
