@@ -18,6 +18,7 @@ pub mod host;
 pub mod layout;
 pub mod ldcache;
 pub mod ldconf;
+pub mod measure;
 pub mod plan;
 pub mod report;
 pub mod resolve;

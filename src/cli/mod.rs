@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::collect::{self, Collection};
 use crate::layout::{self, RootfsOptions};
+use crate::measure::{self, OutputSize, PackReport, StartTimes};
 use crate::resolve::Resolver;
 use crate::runtime::Gconv;
 use crate::{emit, report, scratch_etc};
@@ -95,7 +96,22 @@ struct PackArgs {
     /// and fail when the program fails.
     #[arg(long)]
     test: bool,
-    /// Arguments for the program when elfpack runs it (--test).
+    /// Report the size of a -static build of the same program beside the packed one.
+    #[arg(long, value_name = "STATIC_PROG")]
+    compare: Option<PathBuf>,
+    /// Also time both (median over --runs runs) with the trailing ARGS; needs root (chroot).
+    #[arg(long)]
+    compare_run: bool,
+    /// Runs for --compare-run.
+    #[arg(long, default_value_t = 20)]
+    runs: usize,
+    /// Print the pack report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Skip computing the gzip'd image-layer size (the slowest figure of the report).
+    #[arg(long)]
+    no_layer_size: bool,
+    /// Arguments for the program when elfpack runs it (--test, --compare-run).
     #[arg(last = true, value_name = "ARGS")]
     args: Vec<String>,
     #[command(flatten)]
@@ -229,22 +245,32 @@ fn pack(a: &PackArgs) -> Result<()> {
     }
     warn_all(&col.warnings);
     warn_all(&layout::origin_warnings(&col, &opts));
-    let (files, bytes) = plan.totals();
-    let summary = format!(
-        "{files} files, {bytes} bytes, entrypoint {}",
-        entrypoint_text(&plan)
-    );
+    let mut outputs = Vec::new();
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let (files, input_bytes) = plan.totals();
     if let Some(dir) = &a.rootfs {
         emit::rootfs::write(&plan, dir, a.force)?;
-        eprintln!("elfpack: wrote {}: {summary}", dir.display());
+        outputs.push(OutputSize {
+            path: dir.clone(),
+            kind: "rootfs",
+            bytes: input_bytes,
+        });
     }
     if let (Some(d), Some(dir)) = (&dockerfile, &a.rootfs) {
         emit::dockerfile::write(&plan, d, dir, a.force)?;
-        eprintln!("elfpack: wrote {}", d.display());
+        outputs.push(OutputSize {
+            path: d.clone(),
+            kind: "Dockerfile",
+            bytes: size(d),
+        });
     }
     if let Some(t) = tarball {
         emit::tar::write_file(&plan, t, a.force)?;
-        eprintln!("elfpack: wrote {}: {summary}", t.display());
+        outputs.push(OutputSize {
+            path: t.clone(),
+            kind: "tarball",
+            bytes: size(t),
+        });
     }
     if let Some(o) = &a.oci {
         let cfg = emit::oci::ImageConfig {
@@ -256,16 +282,74 @@ fn pack(a: &PackArgs) -> Result<()> {
             workdir: a.image.workdir.clone(),
         };
         emit::oci::write_file(&plan, &cfg, o, a.force)?;
-        eprintln!(
-            "elfpack: wrote {} ({}): {summary}",
-            o.display(),
-            a.image.tag
-        );
+        outputs.push(OutputSize {
+            path: o.clone(),
+            kind: "OCI archive",
+            bytes: size(o),
+        });
+    }
+    let mut report = PackReport {
+        files,
+        input_bytes,
+        outputs,
+        layer_bytes: if a.no_layer_size {
+            None
+        } else {
+            Some(measure::layer_size(&plan)?)
+        },
+        static_build: a
+            .compare
+            .as_deref()
+            .map(measure::static_build)
+            .transpose()?,
+        start_ms: None,
+    };
+    if a.compare_run {
+        report.start_ms = Some(time_starts(&plan, a)?);
+    }
+    eprintln!(
+        "elfpack: entrypoint {}; {}",
+        entrypoint_text(&plan),
+        report.text()
+    );
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
     }
     if a.test {
         self_test(&plan, a)?;
     }
     Ok(())
+}
+
+/// Median start times of the packed program (from its rootfs, chrooted) and
+/// of the static build, run the same way with the same arguments.
+fn time_starts(plan: &crate::plan::Plan, a: &PackArgs) -> Result<StartTimes> {
+    let tmp;
+    let root = match &a.rootfs {
+        Some(dir) => dir.clone(),
+        None => {
+            tmp = tempfile::tempdir()?;
+            let r = tmp.path().join("root");
+            emit::rootfs::write(plan, &r, false)?;
+            r
+        }
+    };
+    let mut argv = plan.entrypoint.clone();
+    argv.extend(a.args.iter().cloned());
+    let packed = measure::median_start(&argv, Some(&root), a.runs)?;
+    let static_build = match &a.compare {
+        Some(st) => {
+            let mut argv = vec![std::path::absolute(st)?.display().to_string()];
+            argv.extend(a.args.iter().cloned());
+            Some(measure::median_start(&argv, None, a.runs)?)
+        }
+        None => None,
+    };
+    Ok(StartTimes {
+        runs: a.runs,
+        packed,
+        static_build,
+    })
 }
 
 /// Writes the plan to a scratch directory and runs its entrypoint there.
