@@ -169,8 +169,7 @@ fn collect_programs(
     let opts = collect::Options {
         nsswitch: nsswitch.clone(),
         gconv: args.gconv.clone(),
-        search_path: std::env::var("PATH")
-            .unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+        search_path: crate::emit::oci::DEFAULT_PATH.to_string(),
     };
     let mut resolver = Resolver::new()?;
     let col = collect::collect(&mut resolver, programs, &opts)?;
@@ -360,8 +359,7 @@ fn self_test(plan: &crate::plan::Plan, a: &PackArgs) -> Result<()> {
     let mut argv = plan.entrypoint.clone();
     argv.extend(a.image.cmd.iter().cloned());
     argv.extend(a.args.iter().cloned());
-    let mut env =
-        vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
+    let mut env = vec![format!("PATH={}", crate::emit::oci::DEFAULT_PATH)];
     env.extend(a.image.env.iter().cloned());
     eprintln!(
         "elfpack: --test: running {} in an isolated root",

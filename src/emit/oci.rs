@@ -24,6 +24,10 @@ pub struct ImageConfig {
     pub workdir: Option<String>,
 }
 
+/// The PATH container runtimes give an image that sets none; `#!/usr/bin/env
+/// NAME` scripts are resolved against it, since that is where env will look.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 fn sha256_hex(data: &[u8]) -> String {
     Sha256::digest(data)
         .iter()
@@ -44,8 +48,7 @@ pub fn archive(plan: &Plan, cfg: &ImageConfig) -> Result<Vec<u8>> {
     if !cfg.cmd.is_empty() {
         config.insert("Cmd".into(), json!(cfg.cmd));
     }
-    let mut env =
-        vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
+    let mut env = vec![format!("PATH={}", crate::emit::oci::DEFAULT_PATH)];
     for e in &cfg.env {
         let key = e.split('=').next().unwrap_or(e);
         env.retain(|x| x.split('=').next() != Some(key));
