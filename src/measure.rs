@@ -1,7 +1,6 @@
 //! The figures every pack reports, and the comparison with a `-static` build
 //! of the same program that people make before choosing between the two.
 
-use std::io::{self, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -11,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::emit::tar as tarball;
-use crate::plan::Plan;
+use crate::plan::{Node, Plan};
 
 #[derive(Debug, Serialize)]
 pub struct PackReport {
@@ -52,23 +51,115 @@ pub struct StartTimes {
     pub static_build: Option<f64>,
 }
 
-/// Counts bytes written, so a layer can be measured without storing it.
-struct Counter(u64);
-impl Write for Counter {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.0 += b.len() as u64;
-        Ok(b.len())
+/// Size of the gzip'd tar layer of `plan`, exactly as `--oci` writes it.
+///
+/// Each tar entry is its own gzip member, so the size is a sum; members of
+/// host files are remembered by file identity in the user's cache dir, which
+/// makes the report nearly free when the same libraries are packed again.
+pub fn layer_size(plan: &Plan) -> Result<u64> {
+    let mtime = tarball::source_date_epoch();
+    let mut cache = SizeCache::load();
+    let mut total = tarball::end_member()?.len() as u64;
+    let mut missing = Plan::default();
+    let mut missing_keys = Vec::new();
+    for (path, node) in &plan.nodes {
+        let key = member_key(path, node, mtime);
+        match key.as_ref().and_then(|k| cache.sizes.get(k)) {
+            Some(size) => total += size,
+            None => {
+                missing.nodes.insert(path.clone(), node.clone());
+                missing_keys.push(key);
+            }
+        }
     }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+    let members = tarball::gzip_members(&missing, mtime)?;
+    for (key, m) in missing_keys.into_iter().zip(&members) {
+        total += m.len() as u64;
+        if let Some(k) = key {
+            cache.add(k, m.len() as u64);
+        }
     }
+    cache.save();
+    Ok(total)
 }
 
-/// Size of the deterministic gzip'd tar layer of `plan`.
-pub fn layer_size(plan: &Plan) -> Result<u64> {
-    let gz = flate2::write::GzEncoder::new(Counter(0), flate2::Compression::new(6));
-    let gz = tarball::write(plan, gz, tarball::source_date_epoch())?;
-    Ok(gz.finish()?.0)
+/// What determines a host file's layer member: its place and mode in the
+/// image, the timestamp, and the file's identity and change times.
+fn member_key(path: &Path, node: &Node, mtime: u64) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let Node::File { src, mode, .. } = node else {
+        return None;
+    };
+    let m = std::fs::metadata(src).ok()?;
+    Some(format!(
+        "{}|{mode:o}|{mtime}|{}:{}|{}|{}.{}|{}.{}",
+        path.display(),
+        m.dev(),
+        m.ino(),
+        m.len(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec()
+    ))
+}
+
+/// `<cache dir>/elfpack/layer-members-<version>`: lines `key<TAB>size`.
+#[derive(Default)]
+struct SizeCache {
+    path: Option<PathBuf>,
+    sizes: std::collections::HashMap<String, u64>,
+    new: Vec<(String, u64)>,
+}
+
+impl SizeCache {
+    fn load() -> Self {
+        let dir = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")));
+        let Some(path) = dir.map(|d| {
+            d.join("elfpack")
+                .join(concat!("layer-members-", env!("CARGO_PKG_VERSION")))
+        }) else {
+            return Self::default();
+        };
+        let sizes = std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.rsplit_once('\t'))
+            .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+            .collect();
+        SizeCache {
+            path: Some(path),
+            sizes,
+            new: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, key: String, size: u64) {
+        self.new.push((key, size));
+    }
+
+    /// Appends new entries; a cache that cannot be written is just skipped.
+    fn save(&self) {
+        let (Some(path), false) = (&self.path, self.new.is_empty()) else {
+            return;
+        };
+        let text: String = self
+            .new
+            .iter()
+            .map(|(k, v)| format!("{k}\t{v}\n"))
+            .collect();
+        let _ = std::fs::create_dir_all(path.parent().unwrap_or(Path::new("/")));
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            use std::io::Write;
+            let _ = f.write_all(text.as_bytes());
+        }
+    }
 }
 
 /// The static build's size and the layer `COPY` of it alone would add.

@@ -23,10 +23,13 @@ fn report_figures_match_the_files() {
         assert!(st.success());
     }
     let tar = d.join("h.tar");
+    let oci = d.join("h.oci.tar");
     let o = Command::new(env!("CARGO_BIN_EXE_elfpack"))
         .arg(d.join("h"))
         .arg("-o")
         .arg(&tar)
+        .arg("--oci")
+        .arg(&oci)
         .arg("--compare")
         .arg(d.join("h.static"))
         .arg("--json")
@@ -39,21 +42,49 @@ fn report_figures_match_the_files() {
         std::fs::metadata(&tar).unwrap().len()
     );
     assert_eq!(
+        r["outputs"][1]["bytes"],
+        std::fs::metadata(&oci).unwrap().len()
+    );
+    assert_eq!(
         r["static_build"]["bytes"],
         std::fs::metadata(d.join("h.static")).unwrap().len()
     );
-    // The layer is the tarball gzip'd deterministically: gzip -6 -n gives
-    // the same compressed stream (both are zlib-compatible deflate at level 6).
-    let gz = Command::new("sh")
+    // The reported layer is the OCI archive's layer blob, byte for byte, and
+    // gunzip turns that blob back into exactly the tarball.
+    let x = d.join("x");
+    std::fs::create_dir(&x).unwrap();
+    assert!(
+        Command::new("tar")
+            .arg("xf")
+            .arg(&oci)
+            .arg("-C")
+            .arg(&x)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(x.join("index.json")).unwrap()).unwrap();
+    let blob = |digest: &str| {
+        x.join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    let layer = blob(manifest["layers"][0]["digest"].as_str().unwrap());
+    assert_eq!(r["layer_bytes"], std::fs::metadata(&layer).unwrap().len());
+    let gunzip = Command::new("sh")
         .arg("-c")
-        .arg(format!("gzip -6 -n -c {} | wc -c", tar.display()))
-        .output()
+        .arg(format!(
+            "gzip -dc {} | cmp - {}",
+            layer.display(),
+            tar.display()
+        ))
+        .status()
         .unwrap();
-    let gz: u64 = String::from_utf8_lossy(&gz.stdout).trim().parse().unwrap();
-    let ours = r["layer_bytes"].as_u64().unwrap();
-    // Different deflate implementations may differ by a few bytes per block.
-    let diff = ours.abs_diff(gz) as f64 / gz as f64;
-    assert!(diff < 0.01, "layer {ours} vs gzip -6 {gz}");
+    assert!(gunzip.success(), "the layer is the tarball, gzip'd");
     // Input bytes = the files in the tarball.
     let list = Command::new("tar").arg("tvf").arg(&tar).output().unwrap();
     let sum: u64 = String::from_utf8_lossy(&list.stdout)

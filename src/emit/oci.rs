@@ -3,7 +3,7 @@
 //! image config, a manifest and an index naming the tag. No container engine
 //! is involved, and the bytes depend only on the inputs.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use anyhow::Result;
@@ -38,10 +38,12 @@ fn sha256_hex(data: &[u8]) -> String {
 /// Builds the whole archive in memory.
 pub fn archive(plan: &Plan, cfg: &ImageConfig) -> Result<Vec<u8>> {
     let mtime = tarball::source_date_epoch();
-    let layer_tar = tarball::to_vec(plan, mtime)?;
-    let diff_id = sha256_hex(&layer_tar);
-    let layer = tarball::gzip(&layer_tar)?;
+    let layer = tarball::gzip_layer(plan, mtime)?;
     let layer_digest = sha256_hex(&layer);
+    // The diff_id is the digest of the uncompressed layer.
+    let mut tar = Vec::new();
+    flate2::read::MultiGzDecoder::new(layer.as_slice()).read_to_end(&mut tar)?;
+    let diff_id = sha256_hex(&tar);
 
     let mut config = serde_json::Map::new();
     config.insert("Entrypoint".into(), json!(cfg.entrypoint));

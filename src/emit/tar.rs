@@ -80,6 +80,62 @@ pub fn gzip(data: &[u8]) -> Result<Vec<u8>> {
     Ok(e.finish()?)
 }
 
+/// The plan as a gzip'd tar layer: one gzip member per tar entry (plus one
+/// for the end-of-archive blocks). Concatenated members are one valid gzip
+/// stream for every reader (RFC 1952; Go's, hence podman's and Docker's,
+/// reads them by default), entries compress in parallel, and the bytes stay
+/// a pure function of the plan.
+pub fn gzip_layer(plan: &Plan, mtime: u64) -> Result<Vec<u8>> {
+    let mut layer: Vec<u8> = gzip_members(plan, mtime)?.concat();
+    layer.extend(end_member()?);
+    Ok(layer)
+}
+
+/// The closing member of a layer: the two zero blocks that end a tar.
+pub fn end_member() -> Result<Vec<u8>> {
+    gzip(&[0u8; END_OF_ARCHIVE])
+}
+
+/// One gzip member per plan entry, in plan order, compressed in parallel.
+pub fn gzip_members(plan: &Plan, mtime: u64) -> Result<Vec<Vec<u8>>> {
+    let entries: Vec<(&std::path::PathBuf, &Node)> = plan.nodes.iter().collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(entries.len().max(1));
+    // Interleave entries over threads so large libraries spread out.
+    let members: Vec<Result<Vec<(usize, Vec<u8>)>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let entries = &entries;
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    for (i, (path, node)) in entries.iter().enumerate().skip(t).step_by(threads) {
+                        let mut one = Plan::default();
+                        one.nodes.insert((*path).clone(), (*node).clone());
+                        let mut tar = write(&one, Vec::new(), mtime)?;
+                        tar.truncate(tar.len() - END_OF_ARCHIVE);
+                        out.push((i, gzip(&tar)?));
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("compression thread panicked"))
+            .collect()
+    });
+    let mut all: Vec<(usize, Vec<u8>)> = Vec::with_capacity(entries.len());
+    for m in members {
+        all.extend(m?);
+    }
+    all.sort_by_key(|(i, _)| *i);
+    Ok(all.into_iter().map(|(_, m)| m).collect())
+}
+
+/// Two zero blocks end a tar archive.
+const END_OF_ARCHIVE: usize = 1024;
+
 /// Writes `plan` as a tar file at `out`, atomically.
 pub fn write_file(plan: &Plan, out: &Path, force: bool) -> Result<()> {
     crate::emit::atomic_write(out, force, |f| {
