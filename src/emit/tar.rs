@@ -103,7 +103,7 @@ pub fn gzip_members(plan: &Plan, mtime: u64) -> Result<Vec<Vec<u8>>> {
         .map_or(1, |n| n.get())
         .min(entries.len().max(1));
     // Interleave entries over threads so large libraries spread out.
-    let members: Vec<Result<Vec<(usize, Vec<u8>)>>> = std::thread::scope(|s| {
+    let members: Vec<Result<Vec<Member>>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let entries = &entries;
@@ -125,13 +125,16 @@ pub fn gzip_members(plan: &Plan, mtime: u64) -> Result<Vec<Vec<u8>>> {
             .map(|h| h.join().expect("compression thread panicked"))
             .collect()
     });
-    let mut all: Vec<(usize, Vec<u8>)> = Vec::with_capacity(entries.len());
+    let mut all: Vec<Member> = Vec::with_capacity(entries.len());
     for m in members {
         all.extend(m?);
     }
     all.sort_by_key(|(i, _)| *i);
     Ok(all.into_iter().map(|(_, m)| m).collect())
 }
+
+/// A compressed entry and its index in plan order.
+type Member = (usize, Vec<u8>);
 
 /// Two zero blocks end a tar archive.
 const END_OF_ARCHIVE: usize = 1024;
