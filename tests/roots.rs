@@ -4,6 +4,7 @@
 //! - D: what a container runtime gives a `FROM scratch` image: the same tree
 //!   with /proc mounted, /dev/{null,zero,full,random,urandom,tty}, runtime
 //!   /etc/hosts, hostname and resolv.conf, and no /tmp.
+//!
 //! Programs that need /dev or /proc run in D only.
 
 use std::ffi::CString;
