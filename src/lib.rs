@@ -13,6 +13,7 @@
 pub mod cli;
 pub mod collect;
 pub mod elf;
+pub mod elfedit;
 pub mod emit;
 pub mod host;
 pub mod layout;
@@ -20,6 +21,7 @@ pub mod ldcache;
 pub mod ldconf;
 pub mod measure;
 pub mod plan;
+pub mod prefix;
 pub mod report;
 pub mod resolve;
 pub mod runtime;

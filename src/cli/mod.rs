@@ -1,6 +1,8 @@
 //! The command line: argument parsing and wiring only; every behaviour is in
 //! the library modules it calls.
 
+mod patch;
+
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -34,6 +36,8 @@ pub struct Cli {
 enum Command {
     /// Print the files the loader would load for each program, and why (a static ldd).
     Deps(DepsArgs),
+    /// Edit an ELF file the way patchelf does (interpreter, RPATH, DT_NEEDED, SONAME).
+    Patch(patch::PatchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -77,6 +81,10 @@ struct PackArgs {
     /// Replace an existing non-empty output.
     #[arg(long)]
     force: bool,
+    /// Bundle under this directory (programs in PREFIX/bin, loader and libraries in PREFIX/lib) with
+    /// PT_INTERP and RPATH rewritten, so it runs beside any other libc.
+    #[arg(long, value_name = "PREFIX")]
+    prefix: Option<PathBuf>,
     /// Put the program at this path in the image (a path ending in / is a directory for all programs).
     #[arg(long, value_name = "PATH")]
     install_to: Option<String>,
@@ -145,6 +153,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Some(Command::Deps(a)) => deps(a),
+        Some(Command::Patch(a)) => patch::run(a),
         None => pack(&cli.pack),
     };
     match result {
@@ -231,7 +240,10 @@ fn pack(a: &PackArgs) -> Result<()> {
         nsswitch,
         exclude: a.exclude.clone(),
     };
-    let mut plan = layout::rootfs_plan(&col, resolver.ld_cache(), &opts)?;
+    let mut plan = match &a.prefix {
+        Some(prefix) => crate::prefix::prefix_plan(&col, prefix)?,
+        None => layout::rootfs_plan(&col, resolver.ld_cache(), &opts)?,
+    };
     if let Some(e) = &a.image.entrypoint {
         plan.entrypoint = vec![e.clone()];
     }
