@@ -178,7 +178,8 @@ fn shared_libraries_soname_and_needed_edits() {
         &format!("-L{}", d.display()),
         "-la",
     ]);
-    let rp = format!("-Wl,-rpath,{}", d.display());
+    // DT_RPATH, so libb's own needs are searched there too.
+    let rp = format!("-Wl,--disable-new-dtags,-rpath,{}", d.display());
     gcc(&[
         &format!("{r}/main.c"),
         "-o",
@@ -329,11 +330,13 @@ fn sweep_of_usr_bin_programs_under_a_prefix() {
     for p in candidates {
         let name = p.display().to_string();
         for arg in ["--version", "--help"] {
-            if let (Some(a), Some(b)) = (capture(&p, &name, arg), capture(&p, &name, arg)) {
-                if a == b && a.0 == Some(0) && !a.1.is_empty() {
-                    chosen.push((p.clone(), arg));
-                    break;
-                }
+            if let (Some(a), Some(b)) = (capture(&p, &name, arg), capture(&p, &name, arg))
+                && a == b
+                && a.0 == Some(0)
+                && !a.1.is_empty()
+            {
+                chosen.push((p.clone(), arg));
+                break;
             }
         }
     }
