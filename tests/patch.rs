@@ -250,7 +250,10 @@ fn shared_libraries_soname_and_needed_edits() {
         "--print-needed",
         "--print-rpath",
     ]));
-    assert_eq!(needed, "libb.so\nlibc.so.6\n\n");
+    assert_eq!(
+        needed, "\nlibb.so\nlibc.so.6\n",
+        "empty rpath, then the needed list"
+    );
     readelf_clean(&d.join("prog"));
 }
 
