@@ -74,21 +74,21 @@ pub struct Elf<'a> {
 
 fn u16_at(d: &[u8], o: u64) -> Result<u16> {
     let o = o as usize;
-    match d.get(o..o + 2) {
+    match o.checked_add(2).and_then(|e| d.get(o..e)) {
         Some(b) => Ok(u16::from_le_bytes(b.try_into().unwrap())),
         None => bail!("truncated at byte {o}"),
     }
 }
 fn u32_at(d: &[u8], o: u64) -> Result<u32> {
     let o = o as usize;
-    match d.get(o..o + 4) {
+    match o.checked_add(4).and_then(|e| d.get(o..e)) {
         Some(b) => Ok(u32::from_le_bytes(b.try_into().unwrap())),
         None => bail!("truncated at byte {o}"),
     }
 }
 fn u64_at(d: &[u8], o: u64) -> Result<u64> {
     let o = o as usize;
-    match d.get(o..o + 8) {
+    match o.checked_add(8).and_then(|e| d.get(o..e)) {
         Some(b) => Ok(u64::from_le_bytes(b.try_into().unwrap())),
         None => bail!("truncated at byte {o}"),
     }
@@ -121,6 +121,14 @@ impl<'a> Elf<'a> {
         if phnum > 0 && phentsize != 56 {
             bail!("unexpected program header size {phentsize}");
         }
+        let table_fits = |off: u64, n: u64, size: u64| {
+            n.checked_mul(size)
+                .and_then(|len| off.checked_add(len))
+                .is_some_and(|end| end <= data.len() as u64)
+        };
+        if !table_fits(phoff, phnum, phentsize) {
+            bail!("truncated: the program header table ends past the end of the file");
+        }
         let mut phdrs = Vec::new();
         for i in 0..phnum {
             let b = phoff + i * phentsize;
@@ -145,6 +153,9 @@ impl<'a> Elf<'a> {
             if shentsize != 64 {
                 bail!("unexpected section header size {shentsize}");
             }
+            if !table_fits(shoff, shnum, shentsize) {
+                bail!("truncated: the section header table ends past the end of the file");
+            }
             // (name offset, file offset, size) of every section.
             let raw: Vec<(u32, u64, u64)> = (0..shnum)
                 .map(|i| {
@@ -162,7 +173,7 @@ impl<'a> Elf<'a> {
             for &(name, _, _) in &raw {
                 let name = names
                     .and_then(|(off, size)| {
-                        let s = data.get(off as usize..(off + size) as usize)?;
+                        let s = data.get(off as usize..off.checked_add(size)? as usize)?;
                         let tail = s.get(name as usize..)?;
                         let end = tail.iter().position(|&b| b == 0)?;
                         Some(String::from_utf8_lossy(&tail[..end]).into_owned())
@@ -201,7 +212,7 @@ impl<'a> Elf<'a> {
                 .vaddr_to_offset(strtab)
                 .ok_or_else(|| anyhow::anyhow!("DT_STRTAB is outside every segment"))?;
             elf.dynstr = data
-                .get(off as usize..(off + strsz) as usize)
+                .get(off as usize..off.checked_add(strsz).unwrap_or(u64::MAX) as usize)
                 .ok_or_else(|| {
                     anyhow::anyhow!(
                         "truncated: the dynamic string table ends past the end of the file"
