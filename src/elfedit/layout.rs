@@ -212,7 +212,7 @@ impl<'a> Elf<'a> {
                 .vaddr_to_offset(strtab)
                 .ok_or_else(|| anyhow::anyhow!("DT_STRTAB is outside every segment"))?;
             elf.dynstr = data
-                .get(off as usize..off.checked_add(strsz).unwrap_or(u64::MAX) as usize)
+                .get(off as usize..off.saturating_add(strsz) as usize)
                 .ok_or_else(|| {
                     anyhow::anyhow!(
                         "truncated: the dynamic string table ends past the end of the file"
