@@ -20,6 +20,7 @@ pub mod layout;
 pub mod ldcache;
 pub mod ldconf;
 pub mod measure;
+pub mod pack;
 pub mod plan;
 pub mod prefix;
 pub mod report;

@@ -70,9 +70,12 @@ struct PackArgs {
     /// Write a root filesystem tree for `COPY rootfs/ /` in a FROM scratch image.
     #[arg(long, value_name = "DIR")]
     rootfs: Option<PathBuf>,
-    /// Write FILE: a reproducible tarball of the tree when FILE ends in .tar.
+    /// Write FILE: one self-extracting executable (a reproducible tarball of the tree when FILE ends in .tar).
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Compression of a single file (-o FILE): max (xz, smallest), fast (lz4, quickest first start), none.
+    #[arg(long, value_enum, default_value = "max")]
+    compress: crate::pack::Compression,
     /// Write an OCI image-layout archive (podman load -i, skopeo inspect oci-archive:).
     #[arg(long, value_name = "IMAGE.tar")]
     oci: Option<PathBuf>,
@@ -208,14 +211,14 @@ fn pack(a: &PackArgs) -> Result<()> {
         .output
         .as_ref()
         .filter(|o| o.extension().is_some_and(|e| e == "tar"));
-    if let Some(o) = a.output.as_ref().filter(|_| tarball.is_none()) {
-        bail!(
-            "{}: single-file output is not available yet; use -o NAME.tar, --rootfs DIR or --oci IMAGE.tar",
-            o.display()
-        );
+    let single = a.output.as_ref().filter(|_| tarball.is_none());
+    if single.is_some() && (a.rootfs.is_some() || a.oci.is_some() || a.prefix.is_some()) {
+        bail!("a single file (-o FILE) is written on its own: drop --rootfs, --oci and --prefix");
     }
-    if a.rootfs.is_none() && tarball.is_none() && a.oci.is_none() && !a.test {
-        bail!("no output chosen: give --rootfs DIR, -o NAME.tar or --oci IMAGE.tar");
+    if a.rootfs.is_none() && a.output.is_none() && a.oci.is_none() && !a.test {
+        bail!(
+            "no output chosen: give -o FILE (one executable), --rootfs DIR, -o NAME.tar or --oci IMAGE.tar"
+        );
     }
     let dockerfile = a
         .dockerfile
@@ -240,12 +243,21 @@ fn pack(a: &PackArgs) -> Result<()> {
         nsswitch,
         exclude: a.exclude.clone(),
     };
-    let mut plan = match &a.prefix {
-        Some(prefix) => crate::prefix::prefix_plan(&col, prefix)?,
-        None => layout::rootfs_plan(&col, resolver.ld_cache(), &opts)?,
+    let mut plan = match (&a.prefix, single) {
+        (_, Some(_)) => crate::prefix::prefix_plan(&col, &crate::pack::placeholder_prefix())?,
+        (Some(prefix), None) => crate::prefix::prefix_plan(&col, prefix)?,
+        (None, None) => layout::rootfs_plan(&col, resolver.ld_cache(), &opts)?,
     };
     if let Some(e) = &a.image.entrypoint {
-        plan.entrypoint = vec![e.clone()];
+        plan.entrypoint = vec![match single {
+            // In a single file, programs live in the bundle's bin/.
+            Some(_) => crate::pack::placeholder_prefix()
+                .join("bin")
+                .join(Path::new(e).file_name().unwrap_or_default())
+                .display()
+                .to_string(),
+            None => e.clone(),
+        }];
     }
     let needs_entrypoint = dockerfile.is_some() || a.oci.is_some() || a.test;
     if needs_entrypoint && plan.entrypoint.is_empty() {
@@ -273,6 +285,14 @@ fn pack(a: &PackArgs) -> Result<()> {
             path: d.clone(),
             kind: "Dockerfile",
             bytes: size(d),
+        });
+    }
+    if let Some(f) = single {
+        crate::pack::write_single_file(&plan, f, a.compress, a.force)?;
+        outputs.push(OutputSize {
+            path: f.to_path_buf(),
+            kind: "single file",
+            bytes: size(f),
         });
     }
     if let Some(t) = tarball {
