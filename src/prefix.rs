@@ -19,7 +19,17 @@ use anyhow::{Context, Result, bail};
 use crate::collect::Collection;
 use crate::elfedit::{self, Edits};
 use crate::plan::Plan;
-use crate::resolve::Via;
+use crate::resolve::{Object, Via};
+
+/// Files under `PREFIX/etc` a single file's launcher installs into `/etc`
+/// when they are missing there (a `FROM scratch` image has none).
+pub fn add_scratch_etc(plan: &mut Plan, prefix: &Path) -> Result<()> {
+    for (path, content, mode) in crate::scratch_etc::files() {
+        let rel = Path::new(path).strip_prefix("/").unwrap_or(Path::new(path));
+        plan.add_data(&prefix.join(rel), content.as_bytes().to_vec(), mode)?;
+    }
+    Ok(())
+}
 
 pub fn prefix_plan(col: &Collection, prefix: &Path) -> Result<Plan> {
     if !prefix.is_absolute() {
@@ -39,14 +49,7 @@ pub fn prefix_plan(col: &Collection, prefix: &Path) -> Result<Plan> {
     for c in &col.closures {
         let interp = c.interpreter();
         for o in &c.objects[1..] {
-            // The loader keeps its file name; libraries take the name the
-            // loader searches for (the DT_NEEDED string, or the SONAME for
-            // objects requested by path).
-            let name = match (&o.via, &o.info.soname) {
-                (Via::Interpreter | Via::Path, _) => file_name(&o.path)?,
-                (_, _) => o.name.clone(),
-            };
-            let dest = lib.join(&name);
+            let dest = lib.join(lib_name(o)?);
             let data = std::fs::read(&o.path)
                 .with_context(|| format!("{}: cannot read", o.path.display()))?;
             let bytes = if o.info.rpath.is_some() || o.info.runpath.is_some() {
@@ -90,6 +93,29 @@ pub fn prefix_plan(col: &Collection, prefix: &Path) -> Result<Plan> {
         plan.entrypoint = vec![bin.join(file_name(&only.path)?).display().to_string()];
     }
     Ok(plan)
+}
+
+/// The name an object gets in the flat lib dir: the loader keeps its file
+/// name; libraries take the name the loader searches for (the DT_NEEDED
+/// string, or the file name for objects requested by path).
+pub fn lib_name(o: &Object) -> Result<String> {
+    match o.via {
+        Via::Interpreter | Via::Path => file_name(&o.path),
+        _ => Ok(o.name.clone()),
+    }
+}
+
+/// Library names in the order the loader maps them for the first program
+/// (run-time loads last), without the loader itself.
+pub fn load_order(col: &Collection) -> Result<Vec<String>> {
+    let Some(c) = col.closures.first() else {
+        return Ok(Vec::new());
+    };
+    c.objects[1..]
+        .iter()
+        .filter(|o| o.via != Via::Interpreter)
+        .map(lib_name)
+        .collect()
 }
 
 fn file_name(p: &Path) -> Result<String> {

@@ -244,7 +244,14 @@ fn pack(a: &PackArgs) -> Result<()> {
         exclude: a.exclude.clone(),
     };
     let mut plan = match (&a.prefix, single) {
-        (_, Some(_)) => crate::prefix::prefix_plan(&col, &crate::pack::placeholder_prefix())?,
+        (_, Some(_)) => {
+            let prefix = crate::pack::placeholder_prefix();
+            let mut plan = crate::prefix::prefix_plan(&col, &prefix)?;
+            if !a.no_etc {
+                crate::prefix::add_scratch_etc(&mut plan, &prefix)?;
+            }
+            plan
+        }
         (Some(prefix), None) => crate::prefix::prefix_plan(&col, prefix)?,
         (None, None) => layout::rootfs_plan(&col, resolver.ld_cache(), &opts)?,
     };
@@ -288,7 +295,13 @@ fn pack(a: &PackArgs) -> Result<()> {
         });
     }
     if let Some(f) = single {
-        crate::pack::write_single_file(&plan, f, a.compress, a.force)?;
+        crate::pack::write_single_file(
+            &plan,
+            &crate::prefix::load_order(&col)?,
+            f,
+            a.compress,
+            a.force,
+        )?;
         outputs.push(OutputSize {
             path: f.to_path_buf(),
             kind: "single file",
@@ -409,6 +422,14 @@ fn self_test(plan: &crate::plan::Plan, a: &PackArgs) -> Result<()> {
 }
 
 fn entrypoint_text(plan: &crate::plan::Plan) -> String {
+    let placeholder = crate::pack::placeholder_prefix();
+    if let Some(inside) = plan
+        .entrypoint
+        .first()
+        .and_then(|e| Path::new(e).strip_prefix(&placeholder).ok())
+    {
+        return format!("{} (inside the file)", inside.display());
+    }
     if plan.entrypoint.is_empty() {
         "(none: several programs, see --entrypoint)".into()
     } else {

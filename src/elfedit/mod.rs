@@ -154,9 +154,13 @@ pub fn edit_bytes(data: &[u8], edits: &Edits) -> Result<Vec<u8>> {
         if touches_dynamic {
             elf.write_dynamic_in_place(&mut out, &dyns);
         }
-        return Ok(out);
+    } else {
+        elf.append_segment(&mut out, interp, &strings, &mut dyns, touches_dynamic)?;
     }
-    elf.append_segment(&mut out, interp, &strings, &mut dyns, touches_dynamic)?;
+    // Tables that overlap in a malformed input could make the writes above
+    // clobber each other: never hand back a file that does not read.
+    Elf::parse(&out)
+        .context("the edit would produce a malformed file (overlapping ELF tables?)")?;
     Ok(out)
 }
 

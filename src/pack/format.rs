@@ -13,12 +13,15 @@
 //! The program's PT_INTERP and DT_RPATH hold a placeholder prefix followed by
 //! `/lib/...`; the slots are their offsets in the program's data. The
 //! launcher overwrites the prefix with the real cache directory. The record
-//! `.elfpack-entry` holds the path of the program to exec.
+//! `.elfpack-entry` holds the path of the program to exec, `.elfpack-preload`
+//! the libraries in load order (for running from memory without a cache).
 
 pub const MAGIC: &[u8; 8] = b"ELFPACK1";
 pub const ARCHIVE_MAGIC: &[u8; 4] = b"EPA1";
 pub const TRAILER_LEN: usize = 64;
 pub const ENTRY_RECORD: &str = ".elfpack-entry";
+/// Library names in load order, one a line, for the launcher's memfd mode.
+pub const PRELOAD_RECORD: &str = ".elfpack-preload";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

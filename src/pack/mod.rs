@@ -51,6 +51,7 @@ pub struct PackStats {
 /// [`placeholder_prefix`]) whose entrypoint is the program to run.
 pub fn write_single_file(
     plan: &Plan,
+    load_order: &[String],
     out: &Path,
     compression: Compression,
     force: bool,
@@ -118,6 +119,14 @@ pub fn write_single_file(
         mode: 0o400,
         path: format::ENTRY_RECORD,
         data: entry_rel.as_bytes(),
+    });
+    // For the in-memory fallback, which preloads the libraries in this order.
+    let preload = load_order.join("\n");
+    records.push(Record {
+        kind: Kind::File,
+        mode: 0o400,
+        path: format::PRELOAD_RECORD,
+        data: preload.as_bytes(),
     });
     let raw = format::archive(&header, &records);
     let (codec, dict_size, payload) = compress(&raw, compression)?;

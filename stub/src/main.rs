@@ -232,10 +232,125 @@ unsafe extern "C" fn stub_main(sp: *const usize) -> ! {
             exec(&ctx, &final_dir);
         }
     }
-    die(&[
-        b"no writable, executable directory for the cache (tried $ELFPACK_CACHE_DIR, $XDG_CACHE_HOME, ",
-        b"$HOME/.cache, $TMPDIR, /tmp, /var/tmp, /dev/shm, /); set ELFPACK_CACHE_DIR",
-    ])
+    if lstat(b"/proc/self/fd\0").is_err() {
+        die(&[
+            b"no writable, executable directory for the cache (tried $ELFPACK_CACHE_DIR, $XDG_CACHE_HOME, ",
+            b"$HOME/.cache, $TMPDIR, /tmp, /var/tmp, /dev/shm, /) and no /proc for in-memory files; ",
+            b"set ELFPACK_CACHE_DIR or mount /proc",
+        ]);
+    }
+    ctx.say(&[b"no usable cache directory: running from memory (memfd) through the loader"]);
+    if unpacked.is_none() {
+        unpacked = Some(unpack(&ctx, fd, &tr, &me));
+    }
+    run_from_memory(&ctx, unpacked.as_ref().unwrap())
+}
+
+/// No writable place: every file becomes a memfd, and the bundled loader
+/// runs the program with the libraries preloaded in the order the loader
+/// would map them (they are then found by SONAME). /proc/self/exe is the
+/// loader in this mode.
+fn run_from_memory(ctx: &Ctx, raw: &[u8]) -> ! {
+    let Some(h) = header(raw) else { die(&[b"the payload's archive is malformed"]) };
+    let strings = mmap_anon(1 << 16).unwrap_or_else(|| die(&[b"out of memory"]));
+    let mut used = 0usize;
+    let mut intern = |parts: &[&[u8]]| -> *const u8 {
+        let start = used;
+        for p in parts {
+            strings[used..used + p.len()].copy_from_slice(p);
+            used += p.len();
+        }
+        strings[used] = 0;
+        used += 1;
+        strings[start..].as_ptr()
+    };
+    let mut loader: Option<*const u8> = None;
+    let mut program: Option<*const u8> = None;
+    let mut preload_order: &[u8] = &[];
+    let mut fds: [(usize, isize); 256] = [(0, -1); 256];
+    let mut nfds = 0;
+    let ok = records(raw, |i, kind, _, rel, data| {
+        if rel == b".elfpack-preload" {
+            preload_order = &raw[data];
+            return true;
+        }
+        let is_lib = rel.starts_with(b"lib/");
+        if kind != 1 || !(is_lib || i == h.program) || nfds == fds.len() {
+            return true;
+        }
+        let mut name = Path::new();
+        name.push(rel);
+        let fd = memfd_create(name.c());
+        if fd < 0 {
+            return false;
+        }
+        write(fd as usize, &raw[data]);
+        fds[nfds] = (i, fd);
+        nfds += 1;
+        true
+    });
+    if !ok {
+        die(&[b"cannot create in-memory files (memfd_create)"]);
+    }
+    let fd_path = |fd: isize, num: &mut Path| {
+        num.truncate(0);
+        num.push(b"/proc/self/fd/").num(fd as u64);
+    };
+    let mut p = Path::new();
+    // Map record indices back to names to find the loader and the program.
+    records(raw, |i, _, _, rel, _| {
+        if let Some(&(_, fd)) = fds[..nfds].iter().find(|(j, _)| *j == i) {
+            fd_path(fd, &mut p);
+            if rel.starts_with(b"lib/ld-linux") {
+                loader = Some(intern(&[p.bytes()]));
+            } else if i == h.program {
+                program = Some(intern(&[p.bytes()]));
+            }
+        }
+        true
+    });
+    // The preload list, in the loader's order, as /proc/self/fd paths.
+    let mut list = Path::new();
+    for name in preload_order.split(|&c| c == b'\n').filter(|n| !n.is_empty()) {
+        records(raw, |i, _, _, rel, _| {
+            if rel.len() == 4 + name.len() && rel.starts_with(b"lib/") && &rel[4..] == name {
+                if let Some(&(_, fd)) = fds[..nfds].iter().find(|(j, _)| *j == i) {
+                    if list.len > 0 {
+                        list.push(b" ");
+                    }
+                    fd_path(fd, &mut p);
+                    list.push(p.bytes());
+                }
+            }
+            true
+        });
+    }
+    let (Some(loader), Some(program)) = (loader, program) else { die(&[b"the payload has no loader or program"]) };
+    let argc = {
+        let mut n = 0;
+        while !unsafe { *ctx.argv.add(n) }.is_null() {
+            n += 1;
+        }
+        n
+    };
+    let argv0 = if argc > 0 { unsafe { cstr(*ctx.argv) } } else { b"program" };
+    let args = mmap_anon((argc + 8) * 8).unwrap_or_else(|| die(&[b"out of memory"]));
+    let args = args.as_mut_ptr() as *mut *const u8;
+    let fixed = [loader, intern(&[b"--argv0"]), intern(&[argv0]), intern(&[b"--preload"]), intern(&[list.bytes()]), program];
+    unsafe {
+        for (k, a) in fixed.iter().enumerate() {
+            *args.add(k) = *a;
+        }
+        for k in 1..argc {
+            *args.add(fixed.len() + k - 1) = *ctx.argv.add(k);
+        }
+        *args.add(fixed.len() + argc.max(1) - 1) = core::ptr::null();
+        ctx.say(&[b"exec the loader from memory"]);
+        let r = execve(cstr(loader), args as *const *const u8, ctx.envp);
+        let mut n = Path::new();
+        n.num((-r) as u64);
+        die(&[b"cannot execute the loader from memory (errno ", n.bytes(), b")"])
+    }
 }
 
 const BASES: usize = 8;
@@ -586,9 +701,43 @@ fn exec(ctx: &Ctx, fin: &Path) -> ! {
     let Some(rel) = name else { die(&[fin.bytes(), b": no entry point recorded"]) };
     prog.truncate(0);
     prog.push(fin.bytes()).push(b"/").push(rel);
+    install_etc(ctx, fin);
     ctx.say(&[b"exec ", prog.bytes()]);
     let r = execve(prog.c(), ctx.argv, ctx.envp);
     let mut n = Path::new();
     n.num((-r) as u64);
     die(&[b"cannot execute ", prog.bytes(), b" (errno ", n.bytes(), b")"])
+}
+
+/// A `FROM scratch` image has no /etc: give it the bundle's minimal passwd,
+/// group, nsswitch.conf and hosts, never replacing a file that exists.
+fn install_etc(ctx: &Ctx, fin: &Path) {
+    for name in [&b"passwd"[..], b"group", b"nsswitch.conf", b"hosts"] {
+        let mut dst = Path::new();
+        dst.push(b"/etc/").push(name);
+        if lstat(dst.c()).is_ok() {
+            continue;
+        }
+        let mut src = Path::new();
+        src.push(fin.bytes()).push(b"/etc/").push(name);
+        let fd = open(src.c(), O_RDONLY | O_CLOEXEC, 0);
+        if fd < 0 {
+            continue;
+        }
+        let mut buf = [0u8; 4096];
+        let n = pread(fd, &mut buf, 0);
+        close(fd);
+        if n <= 0 {
+            continue;
+        }
+        mkdir(b"/etc\0", 0o755);
+        let out = open(dst.c(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644);
+        if out < 0 {
+            ctx.say(&[b"cannot create ", dst.bytes(), b" (read-only root?)"]);
+            continue;
+        }
+        write(out as usize, &buf[..n as usize]);
+        close(out);
+        ctx.say(&[b"installed ", dst.bytes()]);
+    }
 }

@@ -83,6 +83,11 @@ pub fn chmod(path: &[u8], mode: u32) -> isize {
     sys(90, path.as_ptr() as usize, mode as usize, 0)
 }
 
+/// An anonymous in-memory file that survives exec (no MFD_CLOEXEC).
+pub fn memfd_create(name: &[u8]) -> isize {
+    sys(319, name.as_ptr() as usize, 0, 0)
+}
+
 pub fn geteuid() -> u32 {
     sys(107, 0, 0, 0) as u32
 }
