@@ -147,6 +147,12 @@ impl<'a> Elf<'a> {
             {
                 bail!("truncated: a segment ends past the end of the file");
             }
+            if p.vaddr
+                .checked_add(p.memsz)
+                .is_none_or(|e| e > u64::MAX / 2)
+            {
+                bail!("a segment's addresses overflow");
+            }
         }
         let mut shdrs = Vec::new();
         if shoff != 0 && shnum != 0 {

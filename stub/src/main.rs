@@ -50,7 +50,10 @@ struct Path {
 
 impl Path {
     fn new() -> Self {
-        Path { buf: [0; PATH_MAX], len: 0 }
+        Path {
+            buf: [0; PATH_MAX],
+            len: 0,
+        }
     }
     fn push(&mut self, s: &[u8]) -> &mut Self {
         let n = s.len().min(PATH_MAX - 1 - self.len);
@@ -169,7 +172,11 @@ unsafe extern "C" fn stub_main(sp: *const usize) -> ! {
     let argc = unsafe { *sp };
     let argv = unsafe { sp.add(1) } as *const *const u8;
     let envp = unsafe { argv.add(argc + 1) };
-    let mut ctx = Ctx { argv, envp, debug: false };
+    let mut ctx = Ctx {
+        argv,
+        envp,
+        debug: false,
+    };
     ctx.debug = ctx.getenv(b"ELFPACK_DEBUG") == Some(b"1");
     // The auxiliary vector follows the environment.
     let mut p = envp;
@@ -195,14 +202,28 @@ unsafe extern "C" fn stub_main(sp: *const usize) -> ! {
     };
     ctx.say(&[b"running from ", me.bytes()]);
     let fd = open(me.c(), O_RDONLY | O_CLOEXEC, 0);
-    let fd = if fd < 0 { open(b"/proc/self/exe\0", O_RDONLY | O_CLOEXEC, 0) } else { fd };
+    let fd = if fd < 0 {
+        open(b"/proc/self/exe\0", O_RDONLY | O_CLOEXEC, 0)
+    } else {
+        fd
+    };
     if fd < 0 {
-        die(&[b"cannot open my own file ", me.bytes(), b" (nor /proc/self/exe)"]);
+        die(&[
+            b"cannot open my own file ",
+            me.bytes(),
+            b" (nor /proc/self/exe)",
+        ]);
     }
     let size = fstat_size(fd).unwrap_or(0);
     let mut t = [0u8; TRAILER];
-    if size < TRAILER as u64 || pread(fd, &mut t, size - TRAILER as u64) != TRAILER as isize || &t[..8] != MAGIC {
-        die(&[me.bytes(), b": no elfpack trailer: the file is truncated or not a packed program"]);
+    if size < TRAILER as u64
+        || pread(fd, &mut t, size - TRAILER as u64) != TRAILER as isize
+        || &t[..8] != MAGIC
+    {
+        die(&[
+            me.bytes(),
+            b": no elfpack trailer: the file is truncated or not a packed program",
+        ]);
     }
     let mut key = [0u8; 32];
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -220,7 +241,10 @@ unsafe extern "C" fn stub_main(sp: *const usize) -> ! {
         key,
     };
     if tr.payload_off.checked_add(tr.payload_len) != Some(size - TRAILER as u64) {
-        die(&[me.bytes(), b": the payload does not fit the file: truncated or corrupted"]);
+        die(&[
+            me.bytes(),
+            b": the payload does not fit the file: truncated or corrupted",
+        ]);
     }
     let mut unpacked: Option<&'static mut [u8]> = None;
     for base in 0..BASES {
@@ -251,7 +275,9 @@ unsafe extern "C" fn stub_main(sp: *const usize) -> ! {
 /// would map them (they are then found by SONAME). /proc/self/exe is the
 /// loader in this mode.
 fn run_from_memory(ctx: &Ctx, raw: &[u8]) -> ! {
-    let Some(h) = header(raw) else { die(&[b"the payload's archive is malformed"]) };
+    let Some(h) = header(raw) else {
+        die(&[b"the payload's archive is malformed"])
+    };
     let strings = mmap_anon(1 << 16).unwrap_or_else(|| die(&[b"out of memory"]));
     let mut used = 0usize;
     let mut intern = |parts: &[&[u8]]| -> *const u8 {
@@ -311,21 +337,26 @@ fn run_from_memory(ctx: &Ctx, raw: &[u8]) -> ! {
     });
     // The preload list, in the loader's order, as /proc/self/fd paths.
     let mut list = Path::new();
-    for name in preload_order.split(|&c| c == b'\n').filter(|n| !n.is_empty()) {
+    for name in preload_order
+        .split(|&c| c == b'\n')
+        .filter(|n| !n.is_empty())
+    {
         records(raw, |i, _, _, rel, _| {
-            if rel.len() == 4 + name.len() && rel.starts_with(b"lib/") && &rel[4..] == name {
-                if let Some(&(_, fd)) = fds[..nfds].iter().find(|(j, _)| *j == i) {
-                    if list.len > 0 {
-                        list.push(b" ");
-                    }
-                    fd_path(fd, &mut p);
-                    list.push(p.bytes());
+            let matches =
+                rel.len() == 4 + name.len() && rel.starts_with(b"lib/") && &rel[4..] == name;
+            if let Some(&(_, fd)) = fds[..nfds].iter().find(|(j, _)| matches && *j == i) {
+                if list.len > 0 {
+                    list.push(b" ");
                 }
+                fd_path(fd, &mut p);
+                list.push(p.bytes());
             }
             true
         });
     }
-    let (Some(loader), Some(program)) = (loader, program) else { die(&[b"the payload has no loader or program"]) };
+    let (Some(loader), Some(program)) = (loader, program) else {
+        die(&[b"the payload has no loader or program"])
+    };
     let argc = {
         let mut n = 0;
         while !unsafe { *ctx.argv.add(n) }.is_null() {
@@ -333,10 +364,21 @@ fn run_from_memory(ctx: &Ctx, raw: &[u8]) -> ! {
         }
         n
     };
-    let argv0 = if argc > 0 { unsafe { cstr(*ctx.argv) } } else { b"program" };
+    let argv0 = if argc > 0 {
+        unsafe { cstr(*ctx.argv) }
+    } else {
+        b"program"
+    };
     let args = mmap_anon((argc + 8) * 8).unwrap_or_else(|| die(&[b"out of memory"]));
     let args = args.as_mut_ptr() as *mut *const u8;
-    let fixed = [loader, intern(&[b"--argv0"]), intern(&[argv0]), intern(&[b"--preload"]), intern(&[list.bytes()]), program];
+    let fixed = [
+        loader,
+        intern(&[b"--argv0"]),
+        intern(&[argv0]),
+        intern(&[b"--preload"]),
+        intern(&[list.bytes()]),
+        program,
+    ];
     unsafe {
         for (k, a) in fixed.iter().enumerate() {
             *args.add(k) = *a;
@@ -349,7 +391,11 @@ fn run_from_memory(ctx: &Ctx, raw: &[u8]) -> ! {
         let r = execve(cstr(loader), args as *const *const u8, ctx.envp);
         let mut n = Path::new();
         n.num((-r) as u64);
-        die(&[b"cannot execute the loader from memory (errno ", n.bytes(), b")"])
+        die(&[
+            b"cannot execute the loader from memory (errno ",
+            n.bytes(),
+            b")",
+        ])
     }
 }
 
@@ -424,7 +470,11 @@ fn use_or_extract(
         return None;
     }
     if !trusted_dir(dir.c()) {
-        ctx.say(&[b"skip ", dir.bytes(), b": not a private directory of this user (or a symlink)"]);
+        ctx.say(&[
+            b"skip ",
+            dir.bytes(),
+            b": not a private directory of this user (or a symlink)",
+        ]);
         return None;
     }
     match mount_flags(dir.c()) {
@@ -443,7 +493,11 @@ fn use_or_extract(
         return Some(fin);
     }
     if lstat(fin.c()).is_ok() {
-        ctx.say(&[b"skip ", fin.bytes(), b": exists but is not a complete copy made by this user"]);
+        ctx.say(&[
+            b"skip ",
+            fin.bytes(),
+            b": exists but is not a complete copy made by this user",
+        ]);
         return None;
     }
     // Unpack once, whichever directory ends up used.
@@ -452,10 +506,18 @@ fn use_or_extract(
     }
     let raw = unpacked.as_mut().unwrap();
     let mut tmp = Path::new();
-    tmp.push(dir.bytes()).push(b"/.tmp-").push(&tr.key).push(b"-").num(getpid() as u64);
+    tmp.push(dir.bytes())
+        .push(b"/.tmp-")
+        .push(&tr.key)
+        .push(b"-")
+        .num(getpid() as u64);
     dir.truncate(base_len);
     if mkdir(tmp.c(), 0o700) < 0 {
-        ctx.say(&[b"skip ", dir.bytes(), b": cannot create a private temporary directory"]);
+        ctx.say(&[
+            b"skip ",
+            dir.bytes(),
+            b": cannot create a private temporary directory",
+        ]);
         return None;
     }
     ctx.say(&[b"extracting into ", tmp.bytes()]);
@@ -481,7 +543,8 @@ const MARKER: &[u8] = b"/.elfpack-complete";
 fn complete(fin: &Path) -> bool {
     let mut m = Path::new();
     m.push(fin.bytes()).push(MARKER);
-    trusted_dir(fin.c()) && matches!(lstat(m.c()), Ok((mode, uid, _)) if mode & S_IFMT == S_IFREG && uid == geteuid())
+    trusted_dir(fin.c())
+        && matches!(lstat(m.c()), Ok((mode, uid, _)) if mode & S_IFMT == S_IFREG && uid == geteuid())
 }
 
 /// Checks and decompresses the payload into fresh memory.
@@ -496,18 +559,17 @@ fn unpack(ctx: &Ctx, fd: isize, tr: &Trailer, me: &Path) -> &'static mut [u8] {
         got += r as usize;
     }
     if fnv1a(packed) != tr.hash {
-        die(&[me.bytes(), b": the payload is corrupted (checksum mismatch); nothing was run"]);
+        die(&[
+            me.bytes(),
+            b": the payload is corrupted (checksum mismatch); nothing was run",
+        ]);
     }
     let raw = mmap_anon(tr.raw_len as usize).unwrap_or_else(|| die(&[b"out of memory"]));
     ctx.say(&[b"decompressing"]);
     let ok = match tr.codec {
-        0 => {
-            if packed.len() == raw.len() {
-                raw.copy_from_slice(packed);
-                true
-            } else {
-                false
-            }
+        0 if packed.len() == raw.len() => {
+            raw.copy_from_slice(packed);
+            true
         }
         1 => lz4_flex::block::decompress_into(packed, raw).is_ok_and(|n| n == raw.len()),
         2 => {
@@ -531,7 +593,10 @@ fn unpack(ctx: &Ctx, fd: isize, tr: &Trailer, me: &Path) -> &'static mut [u8] {
         _ => false,
     };
     if !ok {
-        die(&[me.bytes(), b": the payload does not decompress; the file is corrupted"]);
+        die(&[
+            me.bytes(),
+            b": the payload does not decompress; the file is corrupted",
+        ]);
     }
     raw
 }
@@ -562,7 +627,10 @@ fn header(raw: &[u8]) -> Option<Header> {
 }
 
 /// Calls `f(index, kind, mode, path, data_range)` for each record.
-fn records(raw: &[u8], mut f: impl FnMut(usize, u8, u32, &[u8], core::ops::Range<usize>) -> bool) -> bool {
+fn records(
+    raw: &[u8],
+    mut f: impl FnMut(usize, u8, u32, &[u8], core::ops::Range<usize>) -> bool,
+) -> bool {
     let Some(h) = header(raw) else { return false };
     let mut at = HEADER;
     for i in 0..h.count {
@@ -574,7 +642,11 @@ fn records(raw: &[u8], mut f: impl FnMut(usize, u8, u32, &[u8], core::ops::Range
         let plen = u32_at(raw, at + 5) as usize;
         let dlen = u64_at(raw, at + 9) as usize;
         let p = at + RECORD;
-        let Some(end) = p.checked_add(plen).and_then(|e| e.checked_add(dlen)).filter(|&e| e <= raw.len()) else {
+        let Some(end) = p
+            .checked_add(plen)
+            .and_then(|e| e.checked_add(dlen))
+            .filter(|&e| e <= raw.len())
+        else {
             return false;
         };
         let path = &raw[p..p + plen];
@@ -610,7 +682,9 @@ fn write_tree(ctx: &Ctx, raw: &mut [u8], tmp: &Path, fin: &Path) -> bool {
     for slot in h.slots {
         let at = range.start + slot;
         let field = &mut raw[at..range.end];
-        let Some(nul) = field.iter().position(|&b| b == 0) else { return false };
+        let Some(nul) = field.iter().position(|&b| b == 0) else {
+            return false;
+        };
         if nul < h.prefix_len {
             return false;
         }
@@ -627,7 +701,11 @@ fn write_tree(ctx: &Ctx, raw: &mut [u8], tmp: &Path, fin: &Path) -> bool {
         let r = match kind {
             0 => mkdir(path.c(), 0o700),
             1 => {
-                let fd = open(path.c(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600);
+                let fd = open(
+                    path.c(),
+                    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                    0o600,
+                );
                 if fd < 0 {
                     fd
                 } else {
@@ -674,7 +752,11 @@ fn remove_tree(raw: &[u8], tmp: &mut Path) {
             if i == pass {
                 tmp.truncate(base);
                 tmp.push(b"/").push(rel);
-                if kind == 0 { rmdir(tmp.c()) } else { unlink(tmp.c()) };
+                if kind == 0 {
+                    rmdir(tmp.c())
+                } else {
+                    unlink(tmp.c())
+                };
             }
             true
         });
@@ -698,7 +780,9 @@ fn exec(ctx: &Ctx, fin: &Path) -> ! {
             name = Some(&buf[..n as usize]);
         }
     }
-    let Some(rel) = name else { die(&[fin.bytes(), b": no entry point recorded"]) };
+    let Some(rel) = name else {
+        die(&[fin.bytes(), b": no entry point recorded"])
+    };
     prog.truncate(0);
     prog.push(fin.bytes()).push(b"/").push(rel);
     install_etc(ctx, fin);
@@ -706,7 +790,13 @@ fn exec(ctx: &Ctx, fin: &Path) -> ! {
     let r = execve(prog.c(), ctx.argv, ctx.envp);
     let mut n = Path::new();
     n.num((-r) as u64);
-    die(&[b"cannot execute ", prog.bytes(), b" (errno ", n.bytes(), b")"])
+    die(&[
+        b"cannot execute ",
+        prog.bytes(),
+        b" (errno ",
+        n.bytes(),
+        b")",
+    ])
 }
 
 /// A `FROM scratch` image has no /etc: give it the bundle's minimal passwd,
@@ -731,7 +821,11 @@ fn install_etc(ctx: &Ctx, fin: &Path) {
             continue;
         }
         mkdir(b"/etc\0", 0o755);
-        let out = open(dst.c(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644);
+        let out = open(
+            dst.c(),
+            O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+            0o644,
+        );
         if out < 0 {
             ctx.say(&[b"cannot create ", dst.bytes(), b" (read-only root?)"]);
             continue;

@@ -17,7 +17,15 @@ pub const ST_RDONLY: u64 = 1;
 pub const ST_NOEXEC: u64 = 8;
 
 #[inline(always)]
-pub unsafe fn syscall6(n: usize, a: usize, b: usize, c: usize, d: usize, e: usize, f: usize) -> isize {
+pub unsafe fn syscall6(
+    n: usize,
+    a: usize,
+    b: usize,
+    c: usize,
+    d: usize,
+    e: usize,
+    f: usize,
+) -> isize {
     let ret: isize;
     unsafe {
         asm!("syscall", inlateout("rax") n as isize => ret, in("rdi") a, in("rsi") b, in("rdx") c,
@@ -42,8 +50,9 @@ pub fn write(fd: usize, s: &[u8]) {
 }
 
 pub fn exit(code: i32) -> ! {
-    sys(231, code as usize, 0, 0);
-    loop {}
+    loop {
+        sys(231, code as usize, 0, 0);
+    }
 }
 
 /// `path` must be NUL-terminated.
@@ -56,7 +65,17 @@ pub fn close(fd: isize) {
 }
 
 pub fn pread(fd: isize, buf: &mut [u8], off: u64) -> isize {
-    unsafe { syscall6(17, fd as usize, buf.as_mut_ptr() as usize, buf.len(), off as usize, 0, 0) }
+    unsafe {
+        syscall6(
+            17,
+            fd as usize,
+            buf.as_mut_ptr() as usize,
+            buf.len(),
+            off as usize,
+            0,
+            0,
+        )
+    }
 }
 
 pub fn mkdir(path: &[u8], mode: usize) -> isize {
@@ -133,7 +152,9 @@ pub fn mount_flags(path: &[u8]) -> Option<u64> {
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
-    unsafe { asm!("rep movsb", inout("rcx") n => _, inout("rdi") dst => _, inout("rsi") src => _, options(nostack)) };
+    unsafe {
+        asm!("rep movsb", inout("rcx") n => _, inout("rdi") dst => _, inout("rsi") src => _, options(nostack))
+    };
     dst
 }
 
@@ -152,7 +173,9 @@ pub unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memset(dst: *mut u8, c: i32, n: usize) -> *mut u8 {
-    unsafe { asm!("rep stosb", inout("rcx") n => _, inout("rdi") dst => _, in("al") c as u8, options(nostack)) };
+    unsafe {
+        asm!("rep stosb", inout("rcx") n => _, inout("rdi") dst => _, in("al") c as u8, options(nostack))
+    };
     dst
 }
 
@@ -160,7 +183,12 @@ pub unsafe extern "C" fn memset(dst: *mut u8, c: i32, n: usize) -> *mut u8 {
 pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
     let mut i = 0;
     while i < n {
-        let (x, y) = unsafe { (core::ptr::read_volatile(a.add(i)), core::ptr::read_volatile(b.add(i))) };
+        let (x, y) = unsafe {
+            (
+                core::ptr::read_volatile(a.add(i)),
+                core::ptr::read_volatile(b.add(i)),
+            )
+        };
         if x != y {
             return x as i32 - y as i32;
         }
