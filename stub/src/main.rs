@@ -464,6 +464,18 @@ fn use_or_extract(
     dir: &mut Path,
     me: &Path,
 ) -> Option<Path> {
+    // A read-only or noexec mount is no use; check before creating anything.
+    let slash = dir.bytes().iter().rposition(|&c| c == b'/').unwrap_or(0);
+    let mut parent = Path::new();
+    parent.push(&dir.bytes()[..slash.max(1)]);
+    match mount_flags(parent.c()) {
+        Some(f) if f & (ST_RDONLY | ST_NOEXEC) != 0 => {
+            ctx.say(&[b"skip ", dir.bytes(), b": read-only or noexec mount"]);
+            return None;
+        }
+        None => return None,
+        _ => {}
+    }
     let r = mkdir(dir.c(), 0o700);
     if r < 0 && r != EEXIST {
         ctx.say(&[b"skip ", dir.bytes(), b": cannot create"]);
