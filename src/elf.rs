@@ -135,14 +135,11 @@ pub fn parse(bytes: &[u8]) -> Result<ElfInfo> {
     let phoff = hdr.e_phoff as usize;
     let phnum = hdr.e_phnum as usize;
     let phsize = hdr.e_phentsize as usize;
-    if phnum > 0
-        && phoff
-            .checked_add(phnum * phsize)
-            .is_none_or(|end| end > bytes.len())
-    {
+    let ph_end = phoff.checked_add(phnum * phsize);
+    if phnum > 0 && ph_end.is_none_or(|end| end > bytes.len()) {
         return Err(NotElf(format!(
             "truncated: program headers end at byte {} but the file has {} bytes",
-            phoff + phnum * phsize,
+            ph_end.map_or_else(|| "(overflow)".to_string(), |e| e.to_string()),
             bytes.len()
         ))
         .into());
@@ -180,7 +177,7 @@ pub fn parse(bytes: &[u8]) -> Result<ElfInfo> {
         {
             return Err(NotElf(format!(
                 "truncated: dynamic string table ends at byte {} but the file has {} bytes",
-                strtab + strsz,
+                strtab.saturating_add(strsz),
                 bytes.len()
             ))
             .into());
