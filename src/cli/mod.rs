@@ -92,8 +92,8 @@ struct PackArgs {
     #[arg(long, value_name = "PATH")]
     install_to: Option<String>,
     /// Also write a FROM scratch Dockerfile (default: Dockerfile beside the rootfs directory).
-    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "")]
-    dockerfile: Option<PathBuf>,
+    #[arg(long, value_name = "PATH", num_args = 0..=1)]
+    dockerfile: Option<Option<PathBuf>>,
     /// Do not generate /etc (passwd, group, nsswitch.conf, hosts) and /tmp.
     #[arg(long)]
     no_etc: bool,
@@ -220,13 +220,11 @@ fn pack(a: &PackArgs) -> Result<()> {
             "no output chosen: give -o FILE (one executable), --rootfs DIR, -o NAME.tar or --oci IMAGE.tar"
         );
     }
-    let dockerfile = a
-        .dockerfile
-        .as_ref()
-        .map(|p| match (&a.rootfs, p.as_os_str().is_empty()) {
-            (Some(dir), true) => dir.parent().unwrap_or(Path::new("")).join("Dockerfile"),
-            _ => p.clone(),
-        });
+    let dockerfile = a.dockerfile.as_ref().map(|p| match (p, &a.rootfs) {
+        (Some(p), _) => p.clone(),
+        (None, Some(dir)) => dir.parent().unwrap_or(Path::new("")).join("Dockerfile"),
+        (None, None) => PathBuf::from("Dockerfile"),
+    });
     if dockerfile.is_some() && a.rootfs.is_none() {
         bail!("--dockerfile needs --rootfs DIR (the Dockerfile COPYs it)");
     }
