@@ -40,10 +40,10 @@ struct DepsArgs {
     /// Print JSON: {"programs":[{"path","interpreter","libraries":[{"name","path","needed_by"}]}]}.
     #[arg(long)]
     json: bool,
-    #[command(flatten)]
-    collect: CollectArgs,
     #[arg(required = true)]
     programs: Vec<PathBuf>,
+    #[command(flatten)]
+    collect: CollectArgs,
 }
 
 /// Options that change what is collected (shared by packing and `deps`).
@@ -55,6 +55,8 @@ struct CollectArgs {
     /// gconv modules for iconv: "all", "none" or a comma-separated list of charsets.
     #[arg(long, value_name = "SPEC", default_value = "none")]
     gconv: Gconv,
+    #[command(flatten)]
+    extras: crate::extras::ExtraArgs,
 }
 
 #[derive(Args, Debug)]
@@ -114,6 +116,7 @@ fn collect_programs(
         gconv: args.gconv.clone(),
         search_path: std::env::var("PATH")
             .unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+        extras: args.extras.options(),
     };
     let mut resolver = Resolver::new()?;
     let col = collect::collect(&mut resolver, programs, &opts)?;
@@ -131,7 +134,7 @@ fn deps(a: &DepsArgs) -> Result<()> {
     let text = if a.json {
         report::json(&col) + "\n"
     } else {
-        report::tree(&col)
+        report::tree(&col) + &crate::extras::report(&col.extras)
     };
     std::io::stdout().write_all(text.as_bytes())?;
     warn_all(&col.warnings);
@@ -162,6 +165,12 @@ fn pack(a: &PackArgs) -> Result<()> {
     let plan = layout::rootfs_plan(&col, resolver.ld_cache(), &opts)?;
     warn_all(&col.warnings);
     warn_all(&layout::origin_warnings(&col, &opts));
+    eprint!(
+        "{}",
+        crate::extras::summary(&col.extras)
+            .map(|s| s + "\n")
+            .unwrap_or_default()
+    );
     emit::rootfs::write(&plan, dir, a.force)?;
     if let Some(d) = &dockerfile {
         emit::dockerfile::write(&plan, d, dir, a.force)?;
