@@ -51,8 +51,8 @@ pub struct ExtraArgs {
     pub add: Vec<String>,
     /// Ship a CA bundle where OpenSSL, GnuTLS and Go look by default
     /// (/etc/ssl/certs/ca-certificates.crt): the host's, or FILE with --ca-certs=FILE.
-    #[arg(long, value_name = "FILE", num_args = 0..=1, require_equals = true, default_missing_value = "")]
-    pub ca_certs: Option<PathBuf>,
+    #[arg(long, value_name = "FILE", num_args = 0..=1, require_equals = true)]
+    pub ca_certs: Option<Option<PathBuf>>,
     /// Ship the time zone database (/usr/share/zoneinfo) for TZ=Area/City.
     #[arg(long)]
     pub tzdata: bool,
@@ -90,10 +90,7 @@ impl ExtraArgs {
                 allow_fail: self.trace_allow_fail,
             }),
             add: self.add.clone(),
-            ca_certs: self
-                .ca_certs
-                .as_ref()
-                .map(|p| (!p.as_os_str().is_empty()).then(|| p.clone())),
+            ca_certs: self.ca_certs.clone(),
             tzdata: self.tzdata,
             locales: self.locale.clone(),
         }
@@ -505,8 +502,9 @@ impl Builder<'_> {
                     // Debian's links (posix/Europe -> ../Europe, Cuba ->
                     // America/Havana) stay links; localtime -> /etc/localtime
                     // is the host's own setting and stays out.
-                    let stays_inside =
-                        std::fs::canonicalize(&entry).is_ok_and(|t| t.starts_with(dir));
+                    let target = std::fs::read_link(&entry)?;
+                    let stays_inside = (!target.is_absolute() || target.starts_with(dir))
+                        && std::fs::canonicalize(&entry).is_ok_and(|t| t.starts_with(dir));
                     if stays_inside {
                         self.push(Item::HostPath(entry), "--tzdata", "time zone database");
                     }
