@@ -674,7 +674,7 @@ pub fn place(plan: &mut Plan, extras: &Extras) -> Result<()> {
 
 fn place_symlink(plan: &mut Plan, dest: &Path, target: &Path) -> Result<()> {
     let parent = dest.parent().unwrap_or(Path::new("/"));
-    if plan.nodes.get(parent).is_none() && parent != Path::new("/") {
+    if !plan.nodes.contains_key(parent) && parent != Path::new("/") {
         plan.add_dir(parent, 0o755)?;
     }
     let rel = if target.is_absolute() {

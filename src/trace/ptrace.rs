@@ -86,6 +86,8 @@ struct Pending {
 struct Tracee {
     pending: Option<Pending>,
     program: PathBuf,
+    /// Created by fork/clone and not yet past its initial SIGSTOP.
+    fresh: bool,
 }
 
 /// Runs `cmd` under ptrace until its first process ends (or the timeout).
@@ -167,6 +169,7 @@ pub fn run(cmd: &TraceCommand) -> Result<Run> {
         Tracee {
             pending: None,
             program: cmd.program.clone(),
+            fresh: false,
         },
     );
     let mut accesses = vec![Access {
@@ -208,23 +211,21 @@ pub fn run(cmd: &TraceCommand) -> Result<Run> {
         }
         let sig = libc::WSTOPSIG(status);
         let event = (status >> 16) & 0xff;
-        if !tracees.contains_key(&tid) {
-            // A new process or thread: its first stop is a SIGSTOP (it may be
-            // seen before the creator's event stop).
-            let program = PathBuf::new();
-            tracees.insert(
-                tid,
-                Tracee {
-                    pending: None,
-                    program,
-                },
-            );
-            live.lock().unwrap().insert(tid);
+        // A new process or thread: its first stop is a SIGSTOP, which may be
+        // seen before or after its creator's event stop; it is not passed on.
+        let t = tracees.entry(tid).or_insert_with(|| {
             processes += 1;
-            if sig == libc::SIGSTOP {
-                restart(tid, 0);
-                continue;
+            live.lock().unwrap().insert(tid);
+            Tracee {
+                pending: None,
+                program: PathBuf::new(),
+                fresh: true,
             }
+        });
+        if t.fresh && sig == libc::SIGSTOP && event == 0 {
+            t.fresh = false;
+            restart(tid, 0);
+            continue;
         }
         if sig == libc::SIGTRAP | 0x80 {
             on_syscall(tid, &mut tracees, &mut accesses);
@@ -241,6 +242,7 @@ pub fn run(cmd: &TraceCommand) -> Result<Run> {
                         Tracee {
                             pending: None,
                             program: PathBuf::new(),
+                            fresh: true,
                         }
                     });
                     t.program = parent_prog;
