@@ -50,7 +50,8 @@ pub struct ExtraArgs {
     #[arg(long, value_name = "SRC[:DEST]")]
     pub add: Vec<String>,
     /// Ship a CA bundle where OpenSSL, GnuTLS and Go look by default
-    /// (/etc/ssl/certs/ca-certificates.crt): the host's, or FILE with --ca-certs=FILE.
+    /// (/etc/ssl/certs/ca-certificates.crt, /usr/lib/ssl/cert.pem): the host's, or FILE with
+    /// --ca-certs=FILE. SSL_CERT_FILE / SSL_CERT_DIR still override it at run time.
     #[arg(long, value_name = "FILE", num_args = 0..=1, require_equals = true)]
     pub ca_certs: Option<Option<PathBuf>>,
     /// Ship the time zone database (/usr/share/zoneinfo) for TZ=Area/City.
@@ -202,6 +203,10 @@ impl Builder<'_> {
         self.out.warnings.extend(t.warnings.iter().cloned());
         for f in &t.found {
             let a = &f.access;
+            if a.path == program {
+                // The program itself: placed by the layout (maybe elsewhere, --install-to).
+                continue;
+            }
             let why = format!("{} by pid {} ({})", a.syscall, a.pid, a.program.display());
             self.push(Item::HostPath(a.path.clone()), "--trace", why);
             if f.is_dir {

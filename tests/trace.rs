@@ -158,6 +158,29 @@ fn deps_reports_what_the_trace_added_and_why() {
                 && l.contains("for /usr/lib/python3.11/lib-dynload/_ssl")),
         "{out}"
     );
+    // --trace-stdin feeds the run; --trace-arg and `--` both give arguments.
+    let tmp = tempfile::tempdir().unwrap();
+    let code = tmp.path().join("code.py");
+    std::fs::write(&code, "import decimal\n").unwrap();
+    let o = elfpack(&[
+        "deps",
+        "/usr/bin/python3",
+        "--trace",
+        "--trace-stdin",
+        code.to_str().unwrap(),
+        "--trace-arg",
+        "-S",
+        "--",
+        "-",
+    ]);
+    assert!(o.status.success(), "{}", show(&o));
+    let with_stdin = text(&o.stdout);
+    assert!(
+        with_stdin.contains("traced `/usr/bin/python3 -S -`"),
+        "{with_stdin}"
+    );
+    assert!(with_stdin.contains("lib-dynload/_decimal."), "{with_stdin}");
+    assert!(!with_stdin.contains("lib-dynload/_ssl."), "{with_stdin}");
     // The host's loader cache is seen but never shipped as is.
     assert!(
         out.contains("/etc/ld.so.cache  (the image has its own)"),

@@ -165,7 +165,10 @@ fn select(
             continue;
         }
         let Ok(meta) = std::fs::metadata(&a.path) else {
-            skipped.push((a.path.clone(), "gone after the run".into()));
+            skipped.push((
+                a.path.clone(),
+                "not there after the run (or a dangling symlink)".into(),
+            ));
             continue;
         };
         if meta.is_dir() {
