@@ -112,17 +112,26 @@ fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("rootfs");
     let runs = 15;
-    let ours = time_command(runs, || {
-        let mut c = Command::new(&bin);
-        c.args(["/usr/bin/curl", "--rootfs"])
-            .arg(&out)
-            .arg("--force");
-        c
-    });
-    let ours = ours.expect("elfpack --rootfs /usr/bin/curl failed");
+    let time_elfpack = |extra: &[&str]| {
+        time_command(runs, || {
+            let mut c = Command::new(&bin);
+            c.args(["/usr/bin/curl", "--rootfs"])
+                .arg(&out)
+                .arg("--force")
+                .args(extra);
+            c
+        })
+        .expect("elfpack --rootfs /usr/bin/curl failed")
+    };
+    let with_layer = time_elfpack(&[]);
+    let ours = time_elfpack(&["--no-layer-size"]);
     println!(
-        "| elfpack --rootfs /usr/bin/curl, median of {runs} | {:.1} ms |",
+        "| elfpack --rootfs /usr/bin/curl --no-layer-size, median of {runs} | {:.1} ms |",
         ours.as_secs_f64() * 1e3
+    );
+    println!(
+        "| elfpack --rootfs /usr/bin/curl (report computes the gzip layer size), median of {runs} | {:.1} ms |",
+        with_layer.as_secs_f64() * 1e3
     );
     let magicpak = which("magicpak");
     match magicpak.and_then(|m| {

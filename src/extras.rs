@@ -29,7 +29,7 @@ pub struct ExtraArgs {
     /// stats or runs (and the libraries of ELF files among them).
     #[arg(long)]
     pub trace: bool,
-    /// An argument for the traced run (repeatable; or give them after `--`).
+    /// An argument for the traced run (repeatable; or give them after `--`, for packing and deps).
     #[arg(
         long = "trace-arg",
         value_name = "ARG",
@@ -60,9 +60,6 @@ pub struct ExtraArgs {
     /// Ship a compiled locale, e.g. C.UTF-8 (repeatable).
     #[arg(long, value_name = "NAME")]
     pub locale: Vec<String>,
-    /// Arguments for the traced run.
-    #[arg(last = true, value_name = "ARGS", requires = "trace")]
-    pub trace_args: Vec<OsString>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -77,14 +74,25 @@ pub struct Options {
 }
 
 impl ExtraArgs {
-    pub fn options(&self) -> Options {
+    /// Whether any of these options was given.
+    pub fn any(&self) -> bool {
+        self.trace
+            || !self.add.is_empty()
+            || self.ca_certs.is_some()
+            || self.tzdata
+            || !self.locale.is_empty()
+    }
+
+    /// `trailing`: the command line's `-- ARGS`, which the traced run gets
+    /// after the --trace-arg ones.
+    pub fn options(&self, trailing: &[String]) -> Options {
         Options {
             trace: self.trace.then(|| trace::Options {
                 args: self
                     .trace_arg
                     .iter()
-                    .chain(&self.trace_args)
                     .cloned()
+                    .chain(trailing.iter().map(OsString::from))
                     .collect(),
                 stdin: self.trace_stdin.clone(),
                 timeout: Duration::from_secs(self.trace_timeout),

@@ -26,12 +26,33 @@ pub struct RootfsOptions {
     pub host_users: bool,
     /// nsswitch.conf content to ship (when `scratch_etc`).
     pub nsswitch: String,
+    /// Libraries to leave out (matched against the DT_NEEDED name, SONAME
+    /// and file name), e.g. a GPU driver the target provides.
+    pub exclude: Vec<glob::Pattern>,
+}
+
+impl RootfsOptions {
+    fn excludes(&self, o: &crate::resolve::Object) -> bool {
+        let file = o
+            .path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let names = [
+            Some(o.name.as_str()),
+            o.info.soname.as_deref(),
+            Some(file.as_str()),
+        ];
+        self.exclude
+            .iter()
+            .any(|p| names.iter().flatten().any(|n| p.matches(n)))
+    }
 }
 
 pub fn rootfs_plan(col: &Collection, cache: &LdCache, opts: &RootfsOptions) -> Result<Plan> {
     let mut plan = Plan::default();
     for c in &col.closures {
-        for o in &c.objects[1..] {
+        for o in c.objects[1..].iter().filter(|o| !opts.excludes(o)) {
             plan.add_host_path(&o.path)?;
             if let Some(b) = &o.baseline {
                 plan.add_host_path(b)?;
@@ -58,10 +79,11 @@ pub fn rootfs_plan(col: &Collection, cache: &LdCache, opts: &RootfsOptions) -> R
             plan.add_host_path(p)?;
         }
     }
-    let first = targets[0]
-        .clone()
-        .unwrap_or_else(|| col.programs[0].path.clone());
-    plan.entrypoint = vec![first.display().to_string()];
+    // With several programs the user must say which one the image runs.
+    if let [only] = targets.as_slice() {
+        let path = only.clone().unwrap_or_else(|| col.programs[0].path.clone());
+        plan.entrypoint = vec![path.display().to_string()];
+    }
 
     if opts.scratch_etc {
         for (path, content, mode) in scratch_etc::files() {

@@ -180,6 +180,13 @@ impl Resolver {
     /// The closure of the ELF program at `program` (an absolute path).
     pub fn resolve(&mut self, program: &Path) -> Result<Closure> {
         let info = self.read_elf(program)?;
+        if !info.matches(true, goblin::elf::header::EM_X86_64) {
+            bail!(
+                "{}: wrong architecture: the program is for {}, elfpack packs for x86-64",
+                program.display(),
+                info.machine_name()
+            );
+        }
         let program_id = file_id(program)?;
         let mut c = Closure {
             objects: vec![Object {

@@ -1,6 +1,8 @@
 //! The command line: argument parsing and wiring only; every behaviour is in
 //! the library modules it calls.
 
+mod patch;
+
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::collect::{self, Collection};
 use crate::layout::{self, RootfsOptions};
+use crate::measure::{self, OutputSize, PackReport, StartTimes};
 use crate::resolve::Resolver;
 use crate::runtime::Gconv;
 use crate::{emit, report, scratch_etc};
@@ -33,6 +36,8 @@ pub struct Cli {
 enum Command {
     /// Print the files the loader would load for each program, and why (a static ldd).
     Deps(DepsArgs),
+    /// Edit an ELF file the way patchelf does (interpreter, RPATH, DT_NEEDED, SONAME).
+    Patch(patch::PatchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -42,6 +47,9 @@ struct DepsArgs {
     json: bool,
     #[arg(required = true)]
     programs: Vec<PathBuf>,
+    /// Arguments for the traced run (--trace).
+    #[arg(last = true, value_name = "ARGS", requires = "trace")]
+    args: Vec<String>,
     #[command(flatten)]
     collect: CollectArgs,
 }
@@ -67,9 +75,24 @@ struct PackArgs {
     /// Write a root filesystem tree for `COPY rootfs/ /` in a FROM scratch image.
     #[arg(long, value_name = "DIR")]
     rootfs: Option<PathBuf>,
+    /// Write FILE: one self-extracting executable (a reproducible tarball of the tree when FILE ends in .tar).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Compression of a single file (-o FILE): max (xz, smallest), fast (lz4, quickest first start), none.
+    #[arg(long, value_enum, default_value = "max")]
+    compress: crate::pack::Compression,
+    /// Write an OCI image-layout archive (podman load -i, skopeo inspect oci-archive:).
+    #[arg(long, value_name = "IMAGE.tar")]
+    oci: Option<PathBuf>,
+    #[command(flatten)]
+    image: ImageArgs,
     /// Replace an existing non-empty output.
     #[arg(long)]
     force: bool,
+    /// Bundle under this directory (programs in PREFIX/bin, loader and libraries in PREFIX/lib) with
+    /// PT_INTERP and RPATH rewritten, so it runs beside any other libc.
+    #[arg(long, value_name = "PREFIX")]
+    prefix: Option<PathBuf>,
     /// Put the program at this path in the image (a path ending in / is a directory for all programs).
     #[arg(long, value_name = "PATH")]
     install_to: Option<String>,
@@ -79,17 +102,66 @@ struct PackArgs {
     /// Do not generate /etc (passwd, group, nsswitch.conf, hosts) and /tmp.
     #[arg(long)]
     no_etc: bool,
+    /// Leave out libraries matching this name or glob (DT_NEEDED name, SONAME or file name); repeatable.
+    #[arg(long, value_name = "NAME")]
+    exclude: Vec<glob::Pattern>,
     /// Copy the build host's /etc/passwd and /etc/group instead of generating them.
     #[arg(long)]
     host_users: bool,
+    /// After packing, run the result in an isolated empty root (namespaces, /proc, /dev nodes, no helpers)
+    /// and fail when the program fails.
+    #[arg(long)]
+    test: bool,
+    /// Report the size of a -static build of the same program beside the packed one.
+    #[arg(long, value_name = "STATIC_PROG")]
+    compare: Option<PathBuf>,
+    /// Also time both (median over --runs runs) with the trailing ARGS; needs root (chroot).
+    #[arg(long)]
+    compare_run: bool,
+    /// Runs for --compare-run.
+    #[arg(long, default_value_t = 20)]
+    runs: usize,
+    /// Print the pack report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Skip computing the gzip'd image-layer size (the slowest figure of the report).
+    #[arg(long)]
+    no_layer_size: bool,
+    /// Arguments for the program when elfpack runs it (--test, --compare-run, --trace).
+    #[arg(last = true, value_name = "ARGS")]
+    args: Vec<String>,
     #[command(flatten)]
     collect: CollectArgs,
+}
+
+/// How the image runs its program (OCI config, Dockerfile).
+#[derive(Args, Debug)]
+struct ImageArgs {
+    /// Image name for --oci.
+    #[arg(long, value_name = "NAME:TAG", default_value = "elfpack:latest")]
+    tag: String,
+    /// The program the image runs (required when several programs are packed).
+    #[arg(long, value_name = "PATH")]
+    entrypoint: Option<String>,
+    /// Default arguments (repeat for several).
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    cmd: Vec<String>,
+    /// Environment variable for the image (repeat for several).
+    #[arg(long, value_name = "K=V")]
+    env: Vec<String>,
+    /// User the image runs as (e.g. 65532 or nonroot).
+    #[arg(long)]
+    user: Option<String>,
+    /// Working directory of the image.
+    #[arg(long, value_name = "DIR")]
+    workdir: Option<String>,
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Some(Command::Deps(a)) => deps(a),
+        Some(Command::Patch(a)) => patch::run(a),
         None => pack(&cli.pack),
     };
     match result {
@@ -104,6 +176,7 @@ pub fn main() -> ExitCode {
 fn collect_programs(
     programs: &[PathBuf],
     args: &CollectArgs,
+    trailing: &[String],
 ) -> Result<(Resolver, Collection, String)> {
     let nsswitch = match &args.nsswitch {
         Some(f) => {
@@ -114,9 +187,8 @@ fn collect_programs(
     let opts = collect::Options {
         nsswitch: nsswitch.clone(),
         gconv: args.gconv.clone(),
-        search_path: std::env::var("PATH")
-            .unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
-        extras: args.extras.options(),
+        search_path: crate::emit::oci::DEFAULT_PATH.to_string(),
+        extras: args.extras.options(trailing),
     };
     let mut resolver = Resolver::new()?;
     let col = collect::collect(&mut resolver, programs, &opts)?;
@@ -130,7 +202,7 @@ fn warn_all(warnings: &[String]) {
 }
 
 fn deps(a: &DepsArgs) -> Result<()> {
-    let (_, col, _) = collect_programs(&a.programs, &a.collect)?;
+    let (_, col, _) = collect_programs(&a.programs, &a.collect, &a.args)?;
     let text = if a.json {
         report::json(&col) + "\n"
     } else {
@@ -142,27 +214,78 @@ fn deps(a: &DepsArgs) -> Result<()> {
 }
 
 fn pack(a: &PackArgs) -> Result<()> {
-    let Some(dir) = &a.rootfs else {
-        bail!("no output chosen: give --rootfs DIR");
-    };
-    let dockerfile = a.dockerfile.as_ref().map(|p| {
-        if p.as_os_str().is_empty() {
-            dir.parent().unwrap_or(Path::new("")).join("Dockerfile")
-        } else {
-            p.clone()
-        }
-    });
-    if let Some(d) = dockerfile.as_ref().filter(|d| d.exists() && !a.force) {
-        bail!("{}: exists (use --force to replace it)", d.display());
+    let tarball = a
+        .output
+        .as_ref()
+        .filter(|o| o.extension().is_some_and(|e| e == "tar"));
+    let single = a.output.as_ref().filter(|_| tarball.is_none());
+    if single.is_some() && (a.rootfs.is_some() || a.oci.is_some() || a.prefix.is_some()) {
+        bail!("a single file (-o FILE) is written on its own: drop --rootfs, --oci and --prefix");
     }
-    let (resolver, col, nsswitch) = collect_programs(&a.programs, &a.collect)?;
+    if a.rootfs.is_none() && a.output.is_none() && a.oci.is_none() && !a.test {
+        bail!(
+            "no output chosen: give -o FILE (one executable), --rootfs DIR, -o NAME.tar or --oci IMAGE.tar"
+        );
+    }
+    let dockerfile = a
+        .dockerfile
+        .as_ref()
+        .map(|p| match (&a.rootfs, p.as_os_str().is_empty()) {
+            (Some(dir), true) => dir.parent().unwrap_or(Path::new("")).join("Dockerfile"),
+            _ => p.clone(),
+        });
+    if dockerfile.is_some() && a.rootfs.is_none() {
+        bail!("--dockerfile needs --rootfs DIR (the Dockerfile COPYs it)");
+    }
+    for out in [&dockerfile, &a.output, &a.oci].into_iter().flatten() {
+        if out.exists() && !a.force {
+            bail!("{}: exists (use --force to replace it)", out.display());
+        }
+    }
+    if (a.prefix.is_some() || single.is_some()) && a.collect.extras.any() {
+        bail!(
+            "--trace, --add, --ca-certs, --tzdata and --locale place files at absolute paths: \
+             use --rootfs, --oci or -o NAME.tar with them (not yet -o FILE or --prefix)"
+        );
+    }
+    let (resolver, col, nsswitch) = collect_programs(&a.programs, &a.collect, &a.args)?;
     let opts = RootfsOptions {
         install_to: a.install_to.clone(),
         scratch_etc: !a.no_etc,
         host_users: a.host_users,
         nsswitch,
+        exclude: a.exclude.clone(),
     };
-    let plan = layout::rootfs_plan(&col, resolver.ld_cache(), &opts)?;
+    let mut plan = match (&a.prefix, single) {
+        (_, Some(_)) => {
+            let prefix = crate::pack::placeholder_prefix();
+            let mut plan = crate::prefix::prefix_plan(&col, &prefix)?;
+            if !a.no_etc {
+                crate::prefix::add_scratch_etc(&mut plan, &prefix)?;
+            }
+            plan
+        }
+        (Some(prefix), None) => crate::prefix::prefix_plan(&col, prefix)?,
+        (None, None) => layout::rootfs_plan(&col, resolver.ld_cache(), &opts)?,
+    };
+    if let Some(e) = &a.image.entrypoint {
+        plan.entrypoint = vec![match single {
+            // In a single file, programs live in the bundle's bin/.
+            Some(_) => crate::pack::placeholder_prefix()
+                .join("bin")
+                .join(Path::new(e).file_name().unwrap_or_default())
+                .display()
+                .to_string(),
+            None => e.clone(),
+        }];
+    }
+    let needs_entrypoint = dockerfile.is_some() || a.oci.is_some() || a.test;
+    if needs_entrypoint && plan.entrypoint.is_empty() {
+        bail!(
+            "{} programs packed: choose the one the image runs with --entrypoint PATH",
+            a.programs.len()
+        );
+    }
     warn_all(&col.warnings);
     warn_all(&layout::origin_warnings(&col, &opts));
     eprint!(
@@ -171,18 +294,164 @@ fn pack(a: &PackArgs) -> Result<()> {
             .map(|s| s + "\n")
             .unwrap_or_default()
     );
-    emit::rootfs::write(&plan, dir, a.force)?;
-    if let Some(d) = &dockerfile {
-        emit::dockerfile::write(&plan, d, dir, a.force)?;
+    let mut outputs = Vec::new();
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let (files, input_bytes) = plan.totals();
+    if let Some(dir) = &a.rootfs {
+        emit::rootfs::write(&plan, dir, a.force)?;
+        outputs.push(OutputSize {
+            path: dir.clone(),
+            kind: "rootfs",
+            bytes: input_bytes,
+        });
     }
-    let (files, bytes) = plan.totals();
+    if let (Some(d), Some(dir)) = (&dockerfile, &a.rootfs) {
+        emit::dockerfile::write(&plan, d, dir, a.force)?;
+        outputs.push(OutputSize {
+            path: d.clone(),
+            kind: "Dockerfile",
+            bytes: size(d),
+        });
+    }
+    if let Some(f) = single {
+        crate::pack::write_single_file(
+            &plan,
+            &crate::prefix::load_order(&col)?,
+            f,
+            a.compress,
+            a.force,
+        )?;
+        outputs.push(OutputSize {
+            path: f.to_path_buf(),
+            kind: "single file",
+            bytes: size(f),
+        });
+    }
+    if let Some(t) = tarball {
+        emit::tar::write_file(&plan, t, a.force)?;
+        outputs.push(OutputSize {
+            path: t.clone(),
+            kind: "tarball",
+            bytes: size(t),
+        });
+    }
+    if let Some(o) = &a.oci {
+        let cfg = emit::oci::ImageConfig {
+            tag: a.image.tag.clone(),
+            entrypoint: plan.entrypoint.clone(),
+            cmd: a.image.cmd.clone(),
+            env: a.image.env.clone(),
+            user: a.image.user.clone(),
+            workdir: a.image.workdir.clone(),
+        };
+        emit::oci::write_file(&plan, &cfg, o, a.force)?;
+        outputs.push(OutputSize {
+            path: o.clone(),
+            kind: "OCI archive",
+            bytes: size(o),
+        });
+    }
+    let mut report = PackReport {
+        files,
+        input_bytes,
+        outputs,
+        layer_bytes: if a.no_layer_size {
+            None
+        } else {
+            Some(measure::layer_size(&plan)?)
+        },
+        static_build: a
+            .compare
+            .as_deref()
+            .map(measure::static_build)
+            .transpose()?,
+        start_ms: None,
+    };
+    if a.compare_run {
+        report.start_ms = Some(time_starts(&plan, a)?);
+    }
     eprintln!(
-        "elfpack: wrote {}: {files} files, {bytes} bytes, entrypoint {}",
-        dir.display(),
-        plan.entrypoint.join(" ")
+        "elfpack: entrypoint {}; {}",
+        entrypoint_text(&plan),
+        report.text()
     );
-    if let Some(d) = &dockerfile {
-        eprintln!("elfpack: wrote {}", d.display());
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    if a.test {
+        self_test(&plan, a)?;
     }
     Ok(())
+}
+
+/// Median start times of the packed program (from its rootfs, chrooted) and
+/// of the static build, run the same way with the same arguments.
+fn time_starts(plan: &crate::plan::Plan, a: &PackArgs) -> Result<StartTimes> {
+    let tmp;
+    let root = match &a.rootfs {
+        Some(dir) => dir.clone(),
+        None => {
+            tmp = tempfile::tempdir()?;
+            let r = tmp.path().join("root");
+            emit::rootfs::write(plan, &r, false)?;
+            r
+        }
+    };
+    let mut argv = plan.entrypoint.clone();
+    argv.extend(a.args.iter().cloned());
+    let packed = measure::median_start(&argv, Some(&root), a.runs)?;
+    let static_build = match &a.compare {
+        Some(st) => {
+            let mut argv = vec![std::path::absolute(st)?.display().to_string()];
+            argv.extend(a.args.iter().cloned());
+            Some(measure::median_start(&argv, None, a.runs)?)
+        }
+        None => None,
+    };
+    Ok(StartTimes {
+        runs: a.runs,
+        packed,
+        static_build,
+    })
+}
+
+/// Writes the plan to a scratch directory and runs its entrypoint there.
+fn self_test(plan: &crate::plan::Plan, a: &PackArgs) -> Result<()> {
+    let dir = tempfile::tempdir().context("--test: cannot create a temporary directory")?;
+    let root = dir.path().join("root");
+    emit::rootfs::write(plan, &root, false)?;
+    let mut argv = plan.entrypoint.clone();
+    argv.extend(a.image.cmd.iter().cloned());
+    argv.extend(a.args.iter().cloned());
+    let mut env = vec![format!("PATH={}", crate::emit::oci::DEFAULT_PATH)];
+    env.extend(a.image.env.iter().cloned());
+    eprintln!(
+        "elfpack: --test: running {} in an isolated root",
+        argv.join(" ")
+    );
+    let code = crate::selftest::run(&root, &argv, &env)?;
+    if code != 0 {
+        bail!(
+            "--test: {} exited with {code} in the isolated root",
+            argv.join(" ")
+        );
+    }
+    eprintln!("elfpack: --test: passed");
+    Ok(())
+}
+
+fn entrypoint_text(plan: &crate::plan::Plan) -> String {
+    let placeholder = crate::pack::placeholder_prefix();
+    if let Some(inside) = plan
+        .entrypoint
+        .first()
+        .and_then(|e| Path::new(e).strip_prefix(&placeholder).ok())
+    {
+        return format!("{} (inside the file)", inside.display());
+    }
+    if plan.entrypoint.is_empty() {
+        "(none: several programs, see --entrypoint)".into()
+    } else {
+        plan.entrypoint.join(" ")
+    }
 }

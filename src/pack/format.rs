@@ -1,0 +1,105 @@
+//! The single-file format, shared with the launcher in `stub/src/main.rs`.
+//!
+//! ```text
+//! [stub ELF][payload = compressed archive][trailer, 64 bytes]
+//! trailer: "ELFPACK1" | payload_off u64 | payload_len u64 | raw_len u64
+//!          | codec u32 (0 none, 1 lz4 block, 2 xz+BCJ) | xz dict size u32
+//!          | FNV-1a-64 of the payload u64 | cache key: 16 bytes of SHA-256(archive)
+//! archive: "EPA1" | count u32 | program record index u32 | prefix length u32
+//!          | interpreter slot u32 | rpath slot u32
+//!          then `count` records: kind u8 (0 dir, 1 file, 2 symlink) | mode u32
+//!          | path_len u32 | data_len u64 | relative path | data
+//! ```
+//! The program's PT_INTERP and DT_RPATH hold a placeholder prefix followed by
+//! `/lib/...`; the slots are their offsets in the program's data. The
+//! launcher overwrites the prefix with the real cache directory. The record
+//! `.elfpack-entry` holds the path of the program to exec, `.elfpack-preload`
+//! the libraries in load order (for running from memory without a cache).
+
+pub const MAGIC: &[u8; 8] = b"ELFPACK1";
+pub const ARCHIVE_MAGIC: &[u8; 4] = b"EPA1";
+pub const TRAILER_LEN: usize = 64;
+pub const ENTRY_RECORD: &str = ".elfpack-entry";
+/// Library names in load order, one a line, for the launcher's memfd mode.
+pub const PRELOAD_RECORD: &str = ".elfpack-preload";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Dir = 0,
+    File = 1,
+    Symlink = 2,
+}
+
+pub struct Record<'a> {
+    pub kind: Kind,
+    pub mode: u32,
+    pub path: &'a str,
+    pub data: &'a [u8],
+}
+
+pub struct ArchiveHeader {
+    pub program: u32,
+    pub prefix_len: u32,
+    pub slots: [u32; 2],
+}
+
+pub fn archive(h: &ArchiveHeader, records: &[Record]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(
+        records
+            .iter()
+            .map(|r| r.data.len() + r.path.len() + 17)
+            .sum::<usize>()
+            + 24,
+    );
+    out.extend_from_slice(ARCHIVE_MAGIC);
+    for v in [
+        records.len() as u32,
+        h.program,
+        h.prefix_len,
+        h.slots[0],
+        h.slots[1],
+    ] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    for r in records {
+        out.push(r.kind as u8);
+        out.extend_from_slice(&r.mode.to_le_bytes());
+        out.extend_from_slice(&(r.path.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(r.data.len() as u64).to_le_bytes());
+        out.extend_from_slice(r.path.as_bytes());
+        out.extend_from_slice(r.data);
+    }
+    out
+}
+
+pub struct Trailer {
+    pub payload_off: u64,
+    pub payload_len: u64,
+    pub raw_len: u64,
+    pub codec: u32,
+    pub dict_size: u32,
+    pub hash: u64,
+    pub key: [u8; 16],
+}
+
+impl Trailer {
+    pub fn to_bytes(&self) -> [u8; TRAILER_LEN] {
+        let mut t = [0u8; TRAILER_LEN];
+        t[..8].copy_from_slice(MAGIC);
+        t[8..16].copy_from_slice(&self.payload_off.to_le_bytes());
+        t[16..24].copy_from_slice(&self.payload_len.to_le_bytes());
+        t[24..32].copy_from_slice(&self.raw_len.to_le_bytes());
+        t[32..36].copy_from_slice(&self.codec.to_le_bytes());
+        t[36..40].copy_from_slice(&self.dict_size.to_le_bytes());
+        t[40..48].copy_from_slice(&self.hash.to_le_bytes());
+        t[48..64].copy_from_slice(&self.key);
+        t
+    }
+}
+
+/// FNV-1a 64: the launcher's integrity check (it must stay tiny and fast).
+pub fn fnv1a(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}

@@ -1,0 +1,179 @@
+//! Single-file output: `elfpack ./hello -o hello.packed`.
+//!
+//! The bundle is a prefix bundle ([`crate::prefix`]) whose prefix is a
+//! placeholder; the launcher (`stub/`) unpacks it into a per-user cache
+//! directory, writes that directory into the program's PT_INTERP and
+//! DT_RPATH, and execs the program.
+
+pub mod format;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+
+use crate::plan::{Node, Plan};
+use format::{ArchiveHeader, Kind, Record};
+
+/// The launcher, built from `stub/` by build.rs.
+pub static STUB: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/elfpack-stub"));
+
+/// liblzma's LZMA_PRESET_EXTREME flag (xz -e).
+const PRESET_EXTREME: u32 = 0x8000_0000;
+
+/// Room reserved in PT_INTERP and DT_RPATH for the cache directory's path.
+const PREFIX_LEN: usize = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compression {
+    /// No compression: largest file, fastest first start.
+    None,
+    /// LZ4: about twice the size of `max`, decompresses in milliseconds.
+    Fast,
+    /// xz with the x86 BCJ filter at preset 9e: smallest file.
+    Max,
+}
+
+/// The placeholder prefix the launcher replaces: an absolute path of
+/// exactly PREFIX_LEN bytes.
+pub fn placeholder_prefix() -> PathBuf {
+    PathBuf::from(format!("/{}", "_".repeat(PREFIX_LEN - 1)))
+}
+
+pub struct PackStats {
+    pub raw_bytes: u64,
+    pub payload_bytes: u64,
+    pub file_bytes: u64,
+}
+
+/// Writes the single file for `plan` (a prefix plan made with
+/// [`placeholder_prefix`]) whose entrypoint is the program to run.
+pub fn write_single_file(
+    plan: &Plan,
+    load_order: &[String],
+    out: &Path,
+    compression: Compression,
+    force: bool,
+) -> Result<PackStats> {
+    let prefix = placeholder_prefix();
+    let [entry] = plan.entrypoint.as_slice() else {
+        bail!("a single file runs one program: choose it with --entrypoint");
+    };
+    let entry_rel = Path::new(entry)
+        .strip_prefix(&prefix)
+        .with_context(|| format!("--entrypoint {entry}: not one of the packed programs"))?
+        .to_string_lossy()
+        .into_owned();
+    let mut records = Vec::new();
+    let mut program = None;
+    for (path, node) in &plan.nodes {
+        let Ok(rel) = path.strip_prefix(&prefix) else {
+            continue;
+        };
+        let rel = rel
+            .to_str()
+            .with_context(|| format!("{}: not UTF-8", path.display()))?;
+        if rel.is_empty() {
+            continue;
+        }
+        let (kind, mode, data): (Kind, u32, &[u8]) = match node {
+            Node::Dir { mode } => (Kind::Dir, *mode, &[]),
+            Node::Data { bytes, mode } => (Kind::File, *mode, bytes),
+            Node::Symlink { target } => {
+                (Kind::Symlink, 0o777, target.as_os_str().as_encoded_bytes())
+            }
+            Node::File { src, .. } => bail!(
+                "{}: internal error: the bundle holds unread files",
+                src.display()
+            ),
+        };
+        if rel == entry_rel {
+            program = Some((records.len(), data));
+        }
+        records.push(Record {
+            kind,
+            mode,
+            path: rel,
+            data,
+        });
+    }
+    let Some((program, program_data)) = program else {
+        bail!("{entry}: the program is not in the bundle")
+    };
+    let slot = |suffix: &str| -> Result<u32> {
+        let needle = [prefix.as_os_str().as_encoded_bytes(), suffix.as_bytes()].concat();
+        let pos = program_data
+            .windows(needle.len())
+            .position(|w| w == needle.as_slice())
+            .with_context(|| format!("{entry}: the placeholder for {suffix} is missing"))?;
+        Ok(pos as u32)
+    };
+    let header = ArchiveHeader {
+        program: program as u32,
+        prefix_len: PREFIX_LEN as u32,
+        slots: [slot("/lib/ld-")?, slot("/lib\0")?],
+    };
+    records.push(Record {
+        kind: Kind::File,
+        mode: 0o400,
+        path: format::ENTRY_RECORD,
+        data: entry_rel.as_bytes(),
+    });
+    // For the in-memory fallback, which preloads the libraries in this order.
+    let preload = load_order.join("\n");
+    records.push(Record {
+        kind: Kind::File,
+        mode: 0o400,
+        path: format::PRELOAD_RECORD,
+        data: preload.as_bytes(),
+    });
+    let raw = format::archive(&header, &records);
+    let (codec, dict_size, payload) = compress(&raw, compression)?;
+    let key: [u8; 16] = Sha256::digest(&raw)[..16].try_into().unwrap();
+    let trailer = format::Trailer {
+        payload_off: STUB.len() as u64,
+        payload_len: payload.len() as u64,
+        raw_len: raw.len() as u64,
+        codec,
+        dict_size,
+        hash: format::fnv1a(&payload),
+        key,
+    };
+    crate::emit::atomic_write(out, force, |f| {
+        use std::os::unix::fs::PermissionsExt;
+        f.write_all(STUB)?;
+        f.write_all(&payload)?;
+        f.write_all(&trailer.to_bytes())?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o755))?;
+        Ok(())
+    })?;
+    Ok(PackStats {
+        raw_bytes: raw.len() as u64,
+        payload_bytes: payload.len() as u64,
+        file_bytes: (STUB.len() + payload.len() + format::TRAILER_LEN) as u64,
+    })
+}
+
+/// Returns (codec id, xz dictionary size, compressed bytes).
+fn compress(raw: &[u8], c: Compression) -> Result<(u32, u32, Vec<u8>)> {
+    Ok(match c {
+        Compression::None => (0, 0, raw.to_vec()),
+        Compression::Fast => (1, 0, lz4_flex::block::compress(raw)),
+        Compression::Max => {
+            use xz2::stream::{Check, Filters, LzmaOptions, Stream};
+            let mut opts = LzmaOptions::new_preset(9 | PRESET_EXTREME)?;
+            // The launcher allocates the dictionary: no larger than needed.
+            let dict = (raw.len() as u64)
+                .next_power_of_two()
+                .clamp(1 << 16, 1 << 26) as u32;
+            opts.dict_size(dict);
+            let mut filters = Filters::new();
+            filters.x86().lzma2(&opts);
+            let stream = Stream::new_stream_encoder(&filters, Check::Crc32)?;
+            let mut enc = xz2::write::XzEncoder::new_stream(Vec::new(), stream);
+            enc.write_all(raw)?;
+            (2, dict, enc.finish()?)
+        }
+    })
+}

@@ -1,0 +1,212 @@
+//! Raw Linux x86-64 system calls and the few libc-like helpers a program
+//! without libc needs.
+
+use core::arch::asm;
+
+pub const O_RDONLY: usize = 0;
+pub const O_WRONLY: usize = 1;
+pub const O_CREAT: usize = 0o100;
+pub const O_EXCL: usize = 0o200;
+pub const O_NOFOLLOW: usize = 0o400000;
+pub const O_CLOEXEC: usize = 0o2000000;
+pub const EEXIST: isize = -17;
+pub const S_IFMT: u32 = 0o170000;
+pub const S_IFDIR: u32 = 0o040000;
+pub const S_IFREG: u32 = 0o100000;
+pub const ST_RDONLY: u64 = 1;
+pub const ST_NOEXEC: u64 = 8;
+
+#[inline(always)]
+pub unsafe fn syscall6(
+    n: usize,
+    a: usize,
+    b: usize,
+    c: usize,
+    d: usize,
+    e: usize,
+    f: usize,
+) -> isize {
+    let ret: isize;
+    unsafe {
+        asm!("syscall", inlateout("rax") n as isize => ret, in("rdi") a, in("rsi") b, in("rdx") c,
+             in("r10") d, in("r8") e, in("r9") f, lateout("rcx") _, lateout("r11") _, options(nostack));
+    }
+    ret
+}
+
+pub fn sys(n: usize, a: usize, b: usize, c: usize) -> isize {
+    unsafe { syscall6(n, a, b, c, 0, 0, 0) }
+}
+
+pub fn write(fd: usize, s: &[u8]) {
+    let mut off = 0;
+    while off < s.len() {
+        let r = sys(1, fd, s[off..].as_ptr() as usize, s.len() - off);
+        if r <= 0 {
+            return;
+        }
+        off += r as usize;
+    }
+}
+
+pub fn exit(code: i32) -> ! {
+    loop {
+        sys(231, code as usize, 0, 0);
+    }
+}
+
+/// `path` must be NUL-terminated.
+pub fn open(path: &[u8], flags: usize, mode: usize) -> isize {
+    sys(2, path.as_ptr() as usize, flags, mode)
+}
+
+pub fn close(fd: isize) {
+    sys(3, fd as usize, 0, 0);
+}
+
+pub fn pread(fd: isize, buf: &mut [u8], off: u64) -> isize {
+    unsafe {
+        syscall6(
+            17,
+            fd as usize,
+            buf.as_mut_ptr() as usize,
+            buf.len(),
+            off as usize,
+            0,
+            0,
+        )
+    }
+}
+
+pub fn mkdir(path: &[u8], mode: usize) -> isize {
+    sys(83, path.as_ptr() as usize, mode, 0)
+}
+
+pub fn rmdir(path: &[u8]) -> isize {
+    sys(84, path.as_ptr() as usize, 0, 0)
+}
+
+pub fn unlink(path: &[u8]) -> isize {
+    sys(87, path.as_ptr() as usize, 0, 0)
+}
+
+pub fn symlink(target: &[u8], path: &[u8]) -> isize {
+    sys(88, target.as_ptr() as usize, path.as_ptr() as usize, 0)
+}
+
+pub fn rename(from: &[u8], to: &[u8]) -> isize {
+    sys(82, from.as_ptr() as usize, to.as_ptr() as usize, 0)
+}
+
+pub fn chmod(path: &[u8], mode: u32) -> isize {
+    sys(90, path.as_ptr() as usize, mode as usize, 0)
+}
+
+/// An anonymous in-memory file that survives exec (no MFD_CLOEXEC).
+pub fn memfd_create(name: &[u8]) -> isize {
+    sys(319, name.as_ptr() as usize, 0, 0)
+}
+
+pub fn geteuid() -> u32 {
+    sys(107, 0, 0, 0) as u32
+}
+
+pub fn getpid() -> u32 {
+    sys(39, 0, 0, 0) as u32
+}
+
+pub fn execve(path: &[u8], argv: *const *const u8, envp: *const *const u8) -> isize {
+    sys(59, path.as_ptr() as usize, argv as usize, envp as usize)
+}
+
+pub fn mmap_anon(len: usize) -> Option<&'static mut [u8]> {
+    // PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS
+    let p = unsafe { syscall6(9, 0, len.max(1), 3, 0x22, usize::MAX, 0) };
+    if p < 0 {
+        return None;
+    }
+    Some(unsafe { core::slice::from_raw_parts_mut(p as *mut u8, len) })
+}
+
+/// `lstat`: (mode, uid, size), or the negative errno.
+pub fn lstat(path: &[u8]) -> Result<(u32, u32, u64), isize> {
+    let mut st = [0u64; 18];
+    let r = sys(6, path.as_ptr() as usize, st.as_mut_ptr() as usize, 0);
+    if r < 0 {
+        return Err(r);
+    }
+    let words = st[3];
+    Ok((words as u32, (words >> 32) as u32, st[6]))
+}
+
+pub fn fstat_size(fd: isize) -> Option<u64> {
+    let mut st = [0u64; 18];
+    (sys(5, fd as usize, st.as_mut_ptr() as usize, 0) >= 0).then_some(st[6])
+}
+
+/// `statfs` mount flags (ST_RDONLY, ST_NOEXEC...).
+pub fn mount_flags(path: &[u8]) -> Option<u64> {
+    let mut st = [0u64; 15];
+    (sys(137, path.as_ptr() as usize, st.as_mut_ptr() as usize, 0) >= 0).then_some(st[10])
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+    unsafe {
+        asm!("rep movsb", inout("rcx") n => _, inout("rdi") dst => _, inout("rsi") src => _, options(nostack))
+    };
+    dst
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+    if (dst as usize) <= (src as usize) || (dst as usize) >= (src as usize) + n {
+        return unsafe { memcpy(dst, src, n) };
+    }
+    // Overlapping with dst after src: copy backwards.
+    unsafe {
+        asm!("std", "rep movsb", "cld", inout("rcx") n => _, inout("rdi") dst.add(n - 1) => _,
+             inout("rsi") src.add(n - 1) => _, options(nostack));
+    }
+    dst
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn memset(dst: *mut u8, c: i32, n: usize) -> *mut u8 {
+    unsafe {
+        asm!("rep stosb", inout("rcx") n => _, inout("rdi") dst => _, in("al") c as u8, options(nostack))
+    };
+    dst
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
+    let mut i = 0;
+    while i < n {
+        let (x, y) = unsafe {
+            (
+                core::ptr::read_volatile(a.add(i)),
+                core::ptr::read_volatile(b.add(i)),
+            )
+        };
+        if x != y {
+            return x as i32 - y as i32;
+        }
+        i += 1;
+    }
+    0
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
+    unsafe { memcmp(a, b, n) }
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn strlen(s: *const u8) -> usize {
+    let mut n = 0;
+    while unsafe { core::ptr::read_volatile(s.add(n)) } != 0 {
+        n += 1;
+    }
+    n
+}

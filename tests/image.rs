@@ -1,0 +1,304 @@
+//! OCI archives, reproducible bytes, several programs in one output, and
+//! `--test`, checked with the tools users would use (podman, skopeo, sha256).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn elfpack(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_elfpack"));
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("elfpack runs")
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn sha256(p: &Path) -> String {
+    ok(&Command::new("sha256sum").arg(p).output().unwrap())
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+fn is_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[test]
+fn outputs_are_byte_for_byte_reproducible() {
+    let t = tempfile::tempdir().unwrap();
+    let p = |n: &str| t.path().join(n).display().to_string();
+    ok(&elfpack(
+        &[
+            "/usr/bin/sqlite3",
+            "--oci",
+            &p("a.tar"),
+            "-o",
+            &p("a-root.tar"),
+        ],
+        &[],
+    ));
+    // Different wall-clock time and a different working directory: same bytes.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let mut c = Command::new(env!("CARGO_BIN_EXE_elfpack"));
+    c.args([
+        "/usr/bin/sqlite3",
+        "--oci",
+        &p("b.tar"),
+        "-o",
+        &p("b-root.tar"),
+    ])
+    .current_dir(t.path());
+    ok(&c.output().unwrap());
+    assert_eq!(
+        sha256(&t.path().join("a.tar")),
+        sha256(&t.path().join("b.tar"))
+    );
+    assert_eq!(
+        sha256(&t.path().join("a-root.tar")),
+        sha256(&t.path().join("b-root.tar"))
+    );
+    // SOURCE_DATE_EPOCH is the only clock that enters the output.
+    ok(&elfpack(
+        &["/usr/bin/sqlite3", "-o", &p("c-root.tar")],
+        &[("SOURCE_DATE_EPOCH", "1700000000")],
+    ));
+    assert_ne!(
+        sha256(&t.path().join("a-root.tar")),
+        sha256(&t.path().join("c-root.tar"))
+    );
+    let listing = ok(&Command::new("tar")
+        .args(["tvf", &p("c-root.tar")])
+        .output()
+        .unwrap());
+    assert!(
+        listing
+            .lines()
+            .all(|l| l.contains(" 0/0 ") && l.contains("2023-11-14")),
+        "{listing}"
+    );
+}
+
+#[test]
+fn several_programs_share_libraries_and_need_an_explicit_entrypoint() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    let r = root.display().to_string();
+    let df = t.path().join("Dockerfile").display().to_string();
+    let o = elfpack(
+        &[
+            "/usr/bin/git",
+            "/usr/bin/curl",
+            "--rootfs",
+            &r,
+            "--dockerfile",
+            &df,
+        ],
+        &[],
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--entrypoint"));
+    assert!(
+        !root.exists(),
+        "nothing is written when the command line is refused"
+    );
+    ok(&elfpack(
+        &[
+            "/usr/bin/git",
+            "/usr/bin/curl",
+            "--rootfs",
+            &r,
+            "--dockerfile",
+            &df,
+            "--entrypoint",
+            "/usr/bin/git",
+        ],
+        &[],
+    ));
+    // libc and libz serve both programs from one copy each.
+    for lib in ["libc.so.6", "libz.so.1"] {
+        let copies = walk(&root)
+            .into_iter()
+            .filter(|p| p.file_name().unwrap() == lib)
+            .count();
+        assert_eq!(copies, 1, "{lib}");
+    }
+    let dockerfile = std::fs::read_to_string(&df).unwrap();
+    assert!(
+        dockerfile.contains(r#"ENTRYPOINT ["/usr/bin/git"]"#),
+        "{dockerfile}"
+    );
+    if is_root() {
+        let out = ok(&Command::new("chroot")
+            .arg(&root)
+            .args(["/usr/bin/curl", "--version"])
+            .output()
+            .unwrap());
+        assert!(out.starts_with("curl "), "{out}");
+        // git wants /dev/null: run it where a runtime would, through --test.
+        let o = elfpack(
+            &[
+                "/usr/bin/git",
+                "/usr/bin/curl",
+                "--entrypoint",
+                "/usr/bin/git",
+                "--test",
+                "--",
+                "--version",
+            ],
+            &[],
+        );
+        assert!(ok(&o).starts_with("git version"));
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let ft = e.file_type().unwrap();
+        if ft.is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+#[test]
+fn self_test_passes_for_real_programs_and_fails_for_a_missing_library() {
+    if !is_root() {
+        eprintln!("skipped: --test needs root");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let o = elfpack(
+        &[
+            "/usr/bin/sqlite3",
+            "--test",
+            "--",
+            ":memory:",
+            "select 40+2;",
+        ],
+        &[],
+    );
+    assert_eq!(ok(&o).trim(), "42");
+    let o = elfpack(&["/usr/bin/ls", "--test", "--", "-ln", "/proc/self/"], &[]);
+    assert!(
+        ok(&o).contains("exe ->"),
+        "/proc is mounted in the test root"
+    );
+    // Deliberately leave a library out: the program's own error and exit != 0.
+    let out = t.path().join("r").display().to_string();
+    let o = elfpack(
+        &[
+            "/usr/bin/curl",
+            "--exclude",
+            "libz.so.*",
+            "--rootfs",
+            &out,
+            "--test",
+            "--",
+            "--version",
+        ],
+        &[],
+    );
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("libz.so.1: cannot open shared object file"),
+        "{err}"
+    );
+    assert!(err.contains("exited with 127"), "{err}");
+}
+
+#[test]
+fn podman_loads_and_runs_the_oci_archive() {
+    if !is_root() {
+        eprintln!("skipped: podman needs root here");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let img = t.path().join("curl.tar").display().to_string();
+    ok(&elfpack(
+        &[
+            "/usr/bin/curl",
+            "--oci",
+            &img,
+            "--tag",
+            "elfpack-oci-test:1",
+            "--env",
+            "GREETING=hi",
+            "--user",
+            "65532",
+            "--workdir",
+            "/tmp",
+            "--cmd",
+            "--version",
+        ],
+        &[],
+    ));
+    let config = ok(&Command::new("skopeo")
+        .args(["inspect", "--config", &format!("oci-archive:{img}")])
+        .output()
+        .expect("skopeo is installed"));
+    let v: serde_json::Value = serde_json::from_str(&config).unwrap();
+    assert_eq!(
+        v["config"]["Entrypoint"],
+        serde_json::json!(["/usr/bin/curl"])
+    );
+    assert_eq!(v["config"]["Cmd"], serde_json::json!(["--version"]));
+    assert_eq!(v["config"]["User"], "65532");
+    assert_eq!(v["config"]["WorkingDir"], "/tmp");
+    assert!(
+        v["config"]["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "GREETING=hi")
+    );
+    assert_eq!(v["architecture"], "amd64");
+    ok(&Command::new("podman")
+        .args(["load", "-i", &img])
+        .output()
+        .expect("podman is installed"));
+    let hard = ok(&Command::new("sh")
+        .args(["-c", "ulimit -Hn"])
+        .output()
+        .unwrap())
+    .trim()
+    .to_string();
+    let run = Command::new("podman")
+        .args([
+            "--runtime",
+            "/usr/sbin/runc",
+            "run",
+            "--rm",
+            "--network=none",
+        ])
+        .args([
+            "--ulimit",
+            &format!("nofile={hard}:{hard}"),
+            "--ulimit",
+            "nproc=4096:4096",
+        ])
+        .arg("localhost/elfpack-oci-test:1")
+        .output()
+        .unwrap();
+    let _ = Command::new("podman")
+        .args(["rmi", "-f", "localhost/elfpack-oci-test:1"])
+        .output();
+    let out = ok(&run);
+    assert!(out.starts_with("curl "), "{out}");
+}

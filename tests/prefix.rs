@@ -1,0 +1,220 @@
+//! Prefix bundles run hermetically: in a root whose system library dir holds
+//! decoys that abort if loaded, and in a root with only a musl userland.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn elfpack(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_elfpack"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(o: Output) -> String {
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn is_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A shared library that kills the process if the loader ever maps it.
+fn decoy(dir: &Path, name: &str) {
+    let src = dir.join("decoy.c");
+    std::fs::write(
+        &src,
+        "#include <unistd.h>\n__attribute__((constructor)) static void boom(void) { \
+         write(2, \"DECOY LOADED\\n\", 13); _exit(99); }\n",
+    )
+    .unwrap();
+    let out = dir.join(name);
+    let soname = format!("-Wl,-soname,{name}");
+    let st = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .arg(&soname)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+const PROGRAMS: &[(&str, &[&str], &str)] = &[
+    ("/usr/bin/curl", &["--version"], "curl "),
+    ("/usr/bin/openssl", &["version"], "OpenSSL"),
+    ("/usr/bin/sqlite3", &[":memory:", "select 40+2;"], "42"),
+    ("/usr/bin/getent", &["hosts", "localhost"], "localhost"),
+];
+
+#[test]
+fn bundle_ignores_decoy_system_libraries() {
+    if !is_root() {
+        eprintln!("skipped: needs root for chroot");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    for (prog, args, expect) in PROGRAMS {
+        let name = Path::new(prog).file_name().unwrap().to_str().unwrap();
+        let prefix = format!("/opt/{name}");
+        let _ = std::fs::remove_dir_all(&root);
+        ok(elfpack(&[
+            prog,
+            "--prefix",
+            &prefix,
+            "--rootfs",
+            root.to_str().unwrap(),
+        ]));
+        // Decoys for every library the bundle has, where a glibc system keeps them.
+        let syslib = root.join("lib/x86_64-linux-gnu");
+        std::fs::create_dir_all(&syslib).unwrap();
+        for e in std::fs::read_dir(root.join(format!("opt/{name}/lib")))
+            .unwrap()
+            .flatten()
+        {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if !n.starts_with("ld-linux") {
+                decoy(&syslib, &n);
+            }
+        }
+        std::fs::create_dir_all(root.join("lib64")).unwrap();
+        decoy(&root.join("lib64"), "ld-linux-x86-64.so.2");
+        // The system the bundle lands on has its own /etc.
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(root.join("etc/hosts"), "127.0.0.1 localhost\n").unwrap();
+        let out = Command::new("chroot")
+            .arg(&root)
+            .arg(format!("{prefix}/bin/{name}"))
+            .args(*args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{prog}: {out:?}");
+        let stdout = ok(out);
+        assert!(stdout.contains(expect), "{prog}: {stdout}");
+    }
+}
+
+#[test]
+fn bundle_runs_in_a_musl_userland() {
+    if !is_root() {
+        eprintln!("skipped: needs root for chroot");
+        return;
+    }
+    let musl_loader = Path::new("/lib/ld-musl-x86_64.so.1");
+    assert!(musl_loader.exists(), "CI installs Debian's musl package");
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    ok(elfpack(&[
+        "/usr/bin/curl",
+        "/usr/bin/sqlite3",
+        "--prefix",
+        "/opt/tools",
+        "--rootfs",
+        root.to_str().unwrap(),
+    ]));
+    // The musl userland: its loader (which is also its libc) and nothing of glibc.
+    std::fs::create_dir_all(root.join("lib")).unwrap();
+    std::fs::copy(musl_loader, root.join("lib/ld-musl-x86_64.so.1")).unwrap();
+    let hello = t.path().join("hello-musl.c");
+    std::fs::write(
+        &hello,
+        "#include <stdio.h>\nint main(void){puts(\"musl says hi\");return 0;}\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    let st = Command::new("musl-gcc")
+        .arg(&hello)
+        .arg("-o")
+        .arg(root.join("bin/hello"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(
+        ok(Command::new("chroot")
+            .arg(&root)
+            .arg("/bin/hello")
+            .output()
+            .unwrap()),
+        "musl says hi\n"
+    );
+    assert!(
+        !root.join("lib/x86_64-linux-gnu").exists() && !root.join("lib64").exists(),
+        "no glibc outside the prefix"
+    );
+    let out = ok(Command::new("chroot")
+        .arg(&root)
+        .args(["/opt/tools/bin/curl", "--version"])
+        .output()
+        .unwrap());
+    assert!(out.starts_with("curl "), "{out}");
+    let out = ok(Command::new("chroot")
+        .arg(&root)
+        .args(["/opt/tools/bin/sqlite3", ":memory:", "select 40+2;"])
+        .output()
+        .unwrap());
+    assert_eq!(out.trim(), "42");
+}
+
+#[test]
+fn bundle_programs_point_at_the_prefix() {
+    let t = tempfile::tempdir().unwrap();
+    let tarball = t.path().join("b.tar");
+    ok(elfpack(&[
+        "/usr/bin/curl",
+        "--prefix",
+        "/opt/c",
+        "-o",
+        tarball.to_str().unwrap(),
+    ]));
+    let x = t.path().join("x");
+    std::fs::create_dir(&x).unwrap();
+    assert!(
+        Command::new("tar")
+            .arg("xf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(&x)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let prog = x.join("opt/c/bin/curl");
+    let out = ok(Command::new(env!("CARGO_BIN_EXE_elfpack"))
+        .args(["patch", "--print-interpreter"])
+        .arg(&prog)
+        .output()
+        .unwrap());
+    assert_eq!(out.trim(), "/opt/c/lib/ld-linux-x86-64.so.2");
+    let re = Command::new("readelf")
+        .arg("-d")
+        .arg(&prog)
+        .output()
+        .unwrap();
+    let dynamic = String::from_utf8_lossy(&re.stdout);
+    assert!(
+        dynamic.contains("(RPATH)") && dynamic.contains("[/opt/c/lib]"),
+        "{dynamic}"
+    );
+    assert!(!dynamic.contains("(RUNPATH)"));
+    // No library keeps a search path that could lead outside the prefix.
+    for e in std::fs::read_dir(x.join("opt/c/lib")).unwrap().flatten() {
+        let re = Command::new("readelf")
+            .arg("-d")
+            .arg(e.path())
+            .output()
+            .unwrap();
+        let d = String::from_utf8_lossy(&re.stdout);
+        assert!(
+            !d.contains("RPATH") && !d.contains("RUNPATH"),
+            "{}: {d}",
+            e.path().display()
+        );
+    }
+}

@@ -1,0 +1,96 @@
+//! The pack report's figures match what `ls -l` and gzip say.
+
+use std::process::Command;
+
+#[test]
+fn report_figures_match_the_files() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let src = d.join("h.c");
+    std::fs::write(
+        &src,
+        "#include <stdio.h>\nint main(void){puts(\"hello\");return 0;}\n",
+    )
+    .unwrap();
+    for (out, extra) in [("h", vec![]), ("h.static", vec!["-static"])] {
+        let st = Command::new("gcc")
+            .arg(&src)
+            .arg("-o")
+            .arg(d.join(out))
+            .args(extra)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let tar = d.join("h.tar");
+    let oci = d.join("h.oci.tar");
+    let o = Command::new(env!("CARGO_BIN_EXE_elfpack"))
+        .arg(d.join("h"))
+        .arg("-o")
+        .arg(&tar)
+        .arg("--oci")
+        .arg(&oci)
+        .arg("--compare")
+        .arg(d.join("h.static"))
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        r["outputs"][0]["bytes"],
+        std::fs::metadata(&tar).unwrap().len()
+    );
+    assert_eq!(
+        r["outputs"][1]["bytes"],
+        std::fs::metadata(&oci).unwrap().len()
+    );
+    assert_eq!(
+        r["static_build"]["bytes"],
+        std::fs::metadata(d.join("h.static")).unwrap().len()
+    );
+    // The reported layer is the OCI archive's layer blob, byte for byte, and
+    // gunzip turns that blob back into exactly the tarball.
+    let x = d.join("x");
+    std::fs::create_dir(&x).unwrap();
+    assert!(
+        Command::new("tar")
+            .arg("xf")
+            .arg(&oci)
+            .arg("-C")
+            .arg(&x)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(x.join("index.json")).unwrap()).unwrap();
+    let blob = |digest: &str| {
+        x.join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    let layer = blob(manifest["layers"][0]["digest"].as_str().unwrap());
+    assert_eq!(r["layer_bytes"], std::fs::metadata(&layer).unwrap().len());
+    let gunzip = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "gzip -dc {} | cmp - {}",
+            layer.display(),
+            tar.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(gunzip.success(), "the layer is the tarball, gzip'd");
+    // Input bytes = the files in the tarball.
+    let list = Command::new("tar").arg("tvf").arg(&tar).output().unwrap();
+    let sum: u64 = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .filter(|l| l.starts_with('-'))
+        .map(|l| l.split_whitespace().nth(2).unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(r["input_bytes"], sum);
+}
