@@ -1,4 +1,14 @@
-//! Helpers shared by the tests that run packed programs in scratch roots.
+//! Helpers shared by the tests that pack programs and run them in scratch
+//! roots:
+//! - **E**: a directory holding only elfpack's output, entered with
+//!   `chroot DIR PROG ARGS` — no /proc, no /dev;
+//! - **D**: what a container runtime gives a `FROM scratch` image: the same
+//!   tree plus /proc mounted, /dev/{null,zero,full,random,urandom,tty}, and
+//!   the runtime's /etc/hosts, hostname and resolv.conf ([`RootD`]).
+//!
+//! Everything here panics with a message on failure; mounts made by
+//! [`RootD`] are undone when it is dropped, also while a failed assertion
+//! unwinds.
 #![allow(dead_code)]
 
 use std::ffi::CString;
@@ -6,41 +16,106 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
+pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
+
+/// The elfpack binary cargo built for these tests.
+pub const ELFPACK: &str = env!("CARGO_BIN_EXE_elfpack");
 
 pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Compiles `fixtures/SRC` into `dir`, returning the program's path.
+/// True when the test can run; otherwise says why it is skipped. CI runs as
+/// root, so there these tests really run.
+pub fn require_root(what: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    eprintln!("skipped {what}: needs root (chroot, mount, mknod); CI runs as root");
+    false
+}
+
+/// A scratch directory that is not under /tmp: root D may have no /tmp, and
+/// packed programs keep their absolute paths, so a program built under /tmp
+/// would disappear with it.
+pub fn workdir() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+}
+
+/// `elfpack` with no arguments yet.
+pub fn elfpack() -> Command {
+    Command::new(ELFPACK)
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Exit status, stdout and stderr of a finished command, for messages.
+pub fn describe(o: &Output) -> String {
+    format!(
+        "{}\n--- stdout:\n{}--- stderr:\n{}",
+        o.status,
+        text(&o.stdout),
+        text(&o.stderr)
+    )
+}
+
+/// Compiles `fixtures/SRC` into `dir` (gcc, or g++ for .cpp), returning the
+/// program's path: `dir/` + SRC without its extension.
 pub fn compile(dir: &Path, src: &str, extra: &[&str]) -> PathBuf {
     let out = dir.join(src.split('.').next().unwrap());
+    compile_to(&out, src, extra)
+}
+
+/// Compiles `fixtures/SRC` into the program `out`.
+pub fn compile_to(out: &Path, src: &str, extra: &[&str]) -> PathBuf {
     let cc = if src.ends_with(".cpp") { "g++" } else { "gcc" };
-    let st = Command::new(cc)
+    let o = Command::new(cc)
         .arg(format!("{FIXTURES}/{src}"))
         .arg("-o")
-        .arg(&out)
+        .arg(out)
         .args(extra)
-        .status()
+        .output()
+        .unwrap_or_else(|e| panic!("{cc}: {e} (.ci/run installs gcc and g++)"));
+    assert!(o.status.success(), "{cc} {src}: {}", describe(&o));
+    out.to_path_buf()
+}
+
+/// Compiles C source given as text (for throwaway programs and libraries).
+pub fn compile_c(dir: &Path, name: &str, source: &str, args: &[&str]) -> PathBuf {
+    let src = dir.join(format!("{name}.c"));
+    std::fs::write(&src, source).unwrap();
+    let out = dir.join(name);
+    let o = Command::new("gcc")
+        .arg(&src)
+        .arg("-o")
+        .arg(&out)
+        .args(args)
+        .output()
         .unwrap();
-    assert!(st.success(), "{cc} {src}");
+    assert!(o.status.success(), "gcc {name}: {}", describe(&o));
     out
 }
 
-pub fn pack(progs: &[&Path], root: &Path) {
-    let o = Command::new(env!("CARGO_BIN_EXE_elfpack"))
+/// `elfpack PROGS... --rootfs ROOT EXTRA...`, whatever its outcome.
+pub fn pack_with(progs: &[&Path], root: &Path, extra: &[&str]) -> Output {
+    elfpack()
         .args(progs)
         .arg("--rootfs")
         .arg(root)
+        .args(extra)
         .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "elfpack: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+        .unwrap()
 }
 
+/// `elfpack PROGS... --rootfs ROOT`, which must succeed.
+pub fn pack(progs: &[&Path], root: &Path) {
+    let o = pack_with(progs, root, &[]);
+    assert!(o.status.success(), "elfpack: {}", describe(&o));
+}
+
+/// Runs ARGV chrooted in ROOT with only PATH in the environment.
 pub fn run_in(root: &Path, argv: &[&str]) -> Output {
     Command::new("/usr/sbin/chroot")
         .arg(root)
@@ -51,26 +126,89 @@ pub fn run_in(root: &Path, argv: &[&str]) -> Output {
         .unwrap()
 }
 
-/// Root D: mounts are undone on drop, even when an assertion fails.
+/// Runs ARGV on the host (the reference output for a packed program).
+pub fn run_host(argv: &[&str]) -> Output {
+    Command::new(argv[0])
+        .args(&argv[1..])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap()
+}
+
+/// Every entry under ROOT (not following symlinks), ROOT excluded.
+pub fn walk(root: &Path) -> Vec<PathBuf> {
+    let mut all = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            }
+            all.push(e.path());
+        }
+    }
+    all.sort();
+    all
+}
+
+/// Whether P is a mount point now (from /proc/self/mountinfo).
+pub fn is_mount_point(p: &Path) -> bool {
+    let want = p.as_os_str().as_bytes();
+    let info = std::fs::read("/proc/self/mountinfo").unwrap();
+    info.split(|&b| b == b'\n')
+        .filter_map(|l| l.split(|&b| b == b' ').nth(4))
+        .any(|m| m == want)
+}
+
+/// The device nodes a runtime creates in every container (name, major, minor).
+pub const DEV_NODES: [(&str, u32, u32); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+/// What podman writes into a container for the network-related files.
+pub const RUNTIME_HOSTS: &str =
+    "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n10.88.0.2\tcontainer\n";
+pub const RUNTIME_HOSTNAME: &str = "container\n";
+pub const RUNTIME_RESOLV: &str = "nameserver 127.0.0.53\n";
+
+fn cpath(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).unwrap()
+}
+
+/// Root D over an elfpack tree: /proc mounted, the /dev nodes, the runtime's
+/// /etc/hosts, hostname and resolv.conf (copied over elfpack's, as a runtime
+/// bind-mounts its own over the image's). [`RootD::new`] also removes /tmp
+/// (a runtime adds none; nothing may need it); [`RootD::keeping_tmp`] keeps
+/// the image's. /proc is unmounted on drop, also while a test panics.
 pub struct RootD {
-    proc_mount: CString,
+    root: PathBuf,
+    proc_dir: PathBuf,
 }
 
 impl RootD {
+    /// D without /tmp.
     pub fn new(root: &Path) -> RootD {
-        let _ = std::fs::remove_dir_all(root.join("tmp"));
-        std::fs::create_dir_all(root.join("proc")).unwrap();
+        let d = RootD::keeping_tmp(root);
+        d.remove_tmp();
+        d
+    }
+
+    /// D with whatever /tmp the image has (elfpack writes one, mode 1777).
+    pub fn keeping_tmp(root: &Path) -> RootD {
+        assert!(root.is_dir(), "{}: no such root", root.display());
         let dev = root.join("dev");
         std::fs::create_dir_all(&dev).unwrap();
-        for (name, major, minor) in [
-            ("null", 1, 3),
-            ("zero", 1, 5),
-            ("full", 1, 7),
-            ("random", 1, 8),
-            ("urandom", 1, 9),
-            ("tty", 5, 0),
-        ] {
-            let p = CString::new(dev.join(name).as_os_str().as_bytes()).unwrap();
+        for (name, major, minor) in DEV_NODES {
+            let node = dev.join(name);
+            let _ = std::fs::remove_file(&node);
+            let p = cpath(&node);
             let rc = unsafe {
                 libc::mknod(
                     p.as_ptr(),
@@ -79,34 +217,67 @@ impl RootD {
                 )
             };
             assert_eq!(rc, 0, "mknod {name}: {}", std::io::Error::last_os_error());
+            // mknod applies the umask.
             unsafe { libc::chmod(p.as_ptr(), 0o666) };
         }
-        // What runtimes write into every container.
-        std::fs::create_dir_all(root.join("etc")).unwrap();
-        std::fs::write(
-            root.join("etc/hosts"),
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n10.88.0.2\tcontainer\n",
-        )
-        .unwrap();
-        std::fs::write(root.join("etc/hostname"), "container\n").unwrap();
-        std::fs::write(root.join("etc/resolv.conf"), "nameserver 127.0.0.53\n").unwrap();
-        let proc_mount = CString::new(root.join("proc").as_os_str().as_bytes()).unwrap();
+        let etc = root.join("etc");
+        std::fs::create_dir_all(&etc).unwrap();
+        for (name, content) in [
+            ("hosts", RUNTIME_HOSTS),
+            ("hostname", RUNTIME_HOSTNAME),
+            ("resolv.conf", RUNTIME_RESOLV),
+        ] {
+            let f = etc.join(name);
+            // Replace a symlink instead of writing through it.
+            let _ = std::fs::remove_file(&f);
+            std::fs::write(&f, content).unwrap();
+        }
+        let proc_dir = root.join("proc");
+        std::fs::create_dir_all(&proc_dir).unwrap();
+        let p = cpath(&proc_dir);
+        // Mounted last: nothing after this can fail before the guard exists.
         let rc = unsafe {
             libc::mount(
                 c"proc".as_ptr(),
-                proc_mount.as_ptr(),
+                p.as_ptr(),
                 c"proc".as_ptr(),
-                0,
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
                 std::ptr::null(),
             )
         };
         assert_eq!(rc, 0, "mount proc: {}", std::io::Error::last_os_error());
-        RootD { proc_mount }
+        RootD {
+            root: root.to_path_buf(),
+            proc_dir,
+        }
+    }
+
+    /// Removes the image's /tmp (D as the issue defines it: no /tmp).
+    pub fn remove_tmp(&self) {
+        let tmp = self.root.join("tmp");
+        if tmp.symlink_metadata().is_ok() {
+            assert!(!is_mount_point(&tmp), "{}: a mount point", tmp.display());
+            std::fs::remove_dir_all(&tmp).unwrap();
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 }
 
 impl Drop for RootD {
     fn drop(&mut self) {
-        unsafe { libc::umount2(self.proc_mount.as_ptr(), libc::MNT_DETACH) };
+        let p = cpath(&self.proc_dir);
+        // A plain unmount first; if something still holds it, a lazy one.
+        if unsafe { libc::umount2(p.as_ptr(), 0) } != 0
+            && unsafe { libc::umount2(p.as_ptr(), libc::MNT_DETACH) } != 0
+        {
+            eprintln!(
+                "warning: cannot unmount {}: {}",
+                self.proc_dir.display(),
+                std::io::Error::last_os_error()
+            );
+        }
     }
 }
