@@ -17,6 +17,8 @@ pub struct Options {
     pub gconv: Gconv,
     /// PATH used to resolve `#!/usr/bin/env NAME`.
     pub search_path: String,
+    /// --trace, --add, --ca-certs, --tzdata, --locale (see crate::extras).
+    pub extras: crate::extras::Options,
 }
 
 /// One program named on the command line.
@@ -36,6 +38,8 @@ pub struct Collection {
     /// Non-ELF files needed at run time (gconv configuration, scripts).
     pub data_files: Vec<PathBuf>,
     pub warnings: Vec<String>,
+    /// Files from --trace, --add, --ca-certs, --tzdata, --locale.
+    pub extras: crate::extras::Extras,
 }
 
 /// Scripts may name a script as interpreter; the kernel allows a few levels.
@@ -52,6 +56,8 @@ pub fn collect(
         let shebang = add_executable(resolver, &path, opts, &mut out, 0)?;
         out.programs.push(Program { path, shebang });
     }
+    out.extras = crate::extras::collect(resolver, &out, opts)?;
+    out.warnings.append(&mut out.extras.warnings);
     for c in &mut out.closures {
         out.warnings.append(&mut c.warnings);
     }

@@ -101,6 +101,7 @@ pub fn rootfs_plan(col: &Collection, cache: &LdCache, opts: &RootfsOptions) -> R
         }
         plan.add_dir(Path::new("/tmp"), 0o1777)?;
     }
+    crate::extras::place(&mut plan, &col.extras)?;
     if !col.closures.iter().all(|c| c.objects.len() == 1) && !cache.is_empty() {
         let bytes = cache.write_subset(|p| plan.lookup(p).is_some());
         plan.nodes.remove(Path::new("/etc/ld.so.cache"));

@@ -324,6 +324,7 @@ fn library_known_only_to_ld_so_cache_runs_in_rootfs() {
         nsswitch: elfpack::scratch_etc::NSSWITCH.into(),
         gconv: Default::default(),
         search_path: String::new(),
+        extras: Default::default(),
     };
     let col: Collection = collect::collect(&mut r, &[d.join("prog")], &opts).unwrap();
     let c = &col.closures[0];

@@ -45,10 +45,13 @@ struct DepsArgs {
     /// Print JSON: {"programs":[{"path","interpreter","libraries":[{"name","path","needed_by"}]}]}.
     #[arg(long)]
     json: bool,
-    #[command(flatten)]
-    collect: CollectArgs,
     #[arg(required = true)]
     programs: Vec<PathBuf>,
+    /// Arguments for the traced run (--trace).
+    #[arg(last = true, value_name = "ARGS", requires = "trace")]
+    args: Vec<String>,
+    #[command(flatten)]
+    collect: CollectArgs,
 }
 
 /// Options that change what is collected (shared by packing and `deps`).
@@ -60,6 +63,8 @@ struct CollectArgs {
     /// gconv modules for iconv: "all", "none" or a comma-separated list of charsets.
     #[arg(long, value_name = "SPEC", default_value = "none")]
     gconv: Gconv,
+    #[command(flatten)]
+    extras: crate::extras::ExtraArgs,
 }
 
 #[derive(Args, Debug)]
@@ -122,7 +127,7 @@ struct PackArgs {
     /// Skip computing the gzip'd image-layer size (the slowest figure of the report).
     #[arg(long)]
     no_layer_size: bool,
-    /// Arguments for the program when elfpack runs it (--test, --compare-run).
+    /// Arguments for the program when elfpack runs it (--test, --compare-run, --trace).
     #[arg(last = true, value_name = "ARGS")]
     args: Vec<String>,
     #[command(flatten)]
@@ -171,6 +176,7 @@ pub fn main() -> ExitCode {
 fn collect_programs(
     programs: &[PathBuf],
     args: &CollectArgs,
+    trailing: &[String],
 ) -> Result<(Resolver, Collection, String)> {
     let nsswitch = match &args.nsswitch {
         Some(f) => {
@@ -182,6 +188,7 @@ fn collect_programs(
         nsswitch: nsswitch.clone(),
         gconv: args.gconv.clone(),
         search_path: crate::emit::oci::DEFAULT_PATH.to_string(),
+        extras: args.extras.options(trailing),
     };
     let mut resolver = Resolver::new()?;
     let col = collect::collect(&mut resolver, programs, &opts)?;
@@ -195,11 +202,11 @@ fn warn_all(warnings: &[String]) {
 }
 
 fn deps(a: &DepsArgs) -> Result<()> {
-    let (_, col, _) = collect_programs(&a.programs, &a.collect)?;
+    let (_, col, _) = collect_programs(&a.programs, &a.collect, &a.args)?;
     let text = if a.json {
         report::json(&col) + "\n"
     } else {
-        report::tree(&col)
+        report::tree(&col) + &crate::extras::report(&col.extras)
     };
     std::io::stdout().write_all(text.as_bytes())?;
     warn_all(&col.warnings);
@@ -233,7 +240,13 @@ fn pack(a: &PackArgs) -> Result<()> {
             bail!("{}: exists (use --force to replace it)", out.display());
         }
     }
-    let (resolver, col, nsswitch) = collect_programs(&a.programs, &a.collect)?;
+    if (a.prefix.is_some() || single.is_some()) && a.collect.extras.any() {
+        bail!(
+            "--trace, --add, --ca-certs, --tzdata and --locale place files at absolute paths: \
+             use --rootfs, --oci or -o NAME.tar with them (not yet -o FILE or --prefix)"
+        );
+    }
+    let (resolver, col, nsswitch) = collect_programs(&a.programs, &a.collect, &a.args)?;
     let opts = RootfsOptions {
         install_to: a.install_to.clone(),
         scratch_etc: !a.no_etc,
@@ -273,6 +286,12 @@ fn pack(a: &PackArgs) -> Result<()> {
     }
     warn_all(&col.warnings);
     warn_all(&layout::origin_warnings(&col, &opts));
+    eprint!(
+        "{}",
+        crate::extras::summary(&col.extras)
+            .map(|s| s + "\n")
+            .unwrap_or_default()
+    );
     let mut outputs = Vec::new();
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let (files, input_bytes) = plan.totals();

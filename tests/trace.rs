@@ -1,0 +1,531 @@
+//! Programs that load code and data at run time (issue 6): `--trace`,
+//! `--add`, `--ca-certs`, `--tzdata`, `--locale`, scripts and CGo, each run in
+//! root D: elfpack's `--rootfs` output plus /proc and a few /dev nodes, what a
+//! container runtime gives a FROM scratch image. Needs root (chroot, mount).
+//!
+//! Most checks come with a control that packs the same program without the
+//! option and expects the run to fail, so a check cannot pass by accident.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const ELFPACK: &str = env!("CARGO_BIN_EXE_elfpack");
+const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
+
+/// A chroot root: elfpack's output, /proc mounted, /dev/{null,zero,random,
+/// urandom}. Unmounts /proc when dropped.
+struct RootD {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    proc_mounted: bool,
+}
+
+impl RootD {
+    /// Runs elfpack with `args` + `--rootfs DIR` (and the extra environment
+    /// `env`), then adds what a container runtime adds.
+    fn pack(args: &[&str], env: &[(&str, &str)]) -> RootD {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("root");
+        let out = Command::new(ELFPACK)
+            .arg("--rootfs")
+            .arg(&dir)
+            .args(args)
+            .envs(env.iter().copied())
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "elfpack {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut d = RootD {
+            _tmp: tmp,
+            dir,
+            proc_mounted: false,
+        };
+        std::fs::create_dir_all(d.dir.join("proc")).unwrap();
+        std::fs::create_dir_all(d.dir.join("dev")).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "proc", "proc"])
+            .arg(d.dir.join("proc"))
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount -t proc");
+        d.proc_mounted = true;
+        for (name, minor) in [("null", 3), ("zero", 5), ("random", 8), ("urandom", 9)] {
+            let st = Command::new("mknod")
+                .args(["-m", "666"])
+                .arg(d.dir.join("dev").join(name))
+                .args(["c", "1", &minor.to_string()])
+                .status()
+                .unwrap();
+            assert!(st.success(), "mknod {name}");
+        }
+        d
+    }
+
+    /// Runs `argv` in the root with only `env` (and PATH) set, for at most 60 s.
+    fn run(&self, env: &[(&str, &str)], argv: &[&str]) -> Output {
+        Command::new("timeout")
+            .arg("60")
+            .arg("/usr/sbin/chroot")
+            .arg(&self.dir)
+            .args(argv)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn has(&self, path: &str) -> bool {
+        self.dir
+            .join(path.trim_start_matches('/'))
+            .symlink_metadata()
+            .is_ok()
+    }
+}
+
+impl Drop for RootD {
+    fn drop(&mut self) {
+        if self.proc_mounted {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(self.dir.join("proc"))
+                .status();
+        }
+    }
+}
+
+fn text(out: &[u8]) -> String {
+    String::from_utf8_lossy(out).into_owned()
+}
+
+fn show(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        text(&o.stdout),
+        text(&o.stderr)
+    )
+}
+
+fn elfpack(args: &[&str]) -> Output {
+    Command::new(ELFPACK).args(args).output().unwrap()
+}
+
+const PY_CODE: &str = "import json,ssl,sqlite3,ctypes,decimal; print(1)";
+
+#[test]
+fn python_with_trace_runs_its_imports() {
+    // /usr/bin/python3 is Debian's (the first python3 on PATH may be another).
+    let d = RootD::pack(&["/usr/bin/python3", "--trace", "--", "-c", PY_CODE], &[]);
+    let o = d.run(&[], &["/usr/bin/python3", "-c", PY_CODE]);
+    assert!(o.status.success(), "{}", show(&o));
+    assert_eq!(text(&o.stdout), "1\n");
+    // An extension module was dlopen'd and shipped with its own library.
+    assert!(d.has("/usr/lib/python3.11/lib-dynload/_ssl.cpython-311-x86_64-linux-gnu.so"));
+    assert!(d.has("/lib/x86_64-linux-gnu/libssl.so.3"));
+
+    // Control: without --trace the interpreter has no standard library.
+    let bare = RootD::pack(&["/usr/bin/python3"], &[]);
+    let o = bare.run(&[], &["/usr/bin/python3", "-c", PY_CODE]);
+    assert!(
+        !o.status.success(),
+        "python3 ran without its stdlib?\n{}",
+        show(&o)
+    );
+}
+
+#[test]
+fn deps_reports_what_the_trace_added_and_why() {
+    let o = elfpack(&["deps", "/usr/bin/python3", "--trace", "--", "-c", PY_CODE]);
+    assert!(o.status.success(), "{}", show(&o));
+    let out = text(&o.stdout);
+    assert!(out.contains("traced `/usr/bin/python3 -c"), "{out}");
+    let ssl = out
+        .lines()
+        .find(|l| l.contains("lib-dynload/_ssl."))
+        .unwrap_or_else(|| panic!("no _ssl line in\n{out}"));
+    assert!(ssl.contains("openat by pid"), "{ssl}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("libssl.so.3")
+                && l.contains("for /usr/lib/python3.11/lib-dynload/_ssl")),
+        "{out}"
+    );
+    // --trace-stdin feeds the run; --trace-arg and `--` both give arguments.
+    let tmp = tempfile::tempdir().unwrap();
+    let code = tmp.path().join("code.py");
+    std::fs::write(&code, "import decimal\n").unwrap();
+    let o = elfpack(&[
+        "deps",
+        "/usr/bin/python3",
+        "--trace",
+        "--trace-stdin",
+        code.to_str().unwrap(),
+        "--trace-arg",
+        "-S",
+        "--",
+        "-",
+    ]);
+    assert!(o.status.success(), "{}", show(&o));
+    let with_stdin = text(&o.stdout);
+    assert!(
+        with_stdin.contains("traced `/usr/bin/python3 -S -`"),
+        "{with_stdin}"
+    );
+    assert!(with_stdin.contains("lib-dynload/_decimal."), "{with_stdin}");
+    assert!(!with_stdin.contains("lib-dynload/_ssl."), "{with_stdin}");
+    // The host's loader cache is seen but never shipped as is.
+    assert!(
+        out.contains("/etc/ld.so.cache  (the image has its own)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn script_with_trace_and_added_module_directory() {
+    let script = format!("{FIX}/trace/main.py");
+    let mods = format!("{FIX}/trace/mods");
+    let add = format!("{mods}:/opt/mods");
+    // On the build machine the script finds the module through GREET_PATH;
+    // in the image only at /opt/mods, where --add puts it.
+    let d = RootD::pack(
+        &[&script, "--trace", "--add", &add],
+        &[("GREET_PATH", &mods)],
+    );
+    assert!(d.has("/usr/bin/python3"), "the interpreter is packed");
+    let o = d.run(&[], &[&script]);
+    assert!(o.status.success(), "{}", show(&o));
+    assert_eq!(text(&o.stdout), "hello from greet: added module\n");
+    assert!(d.has("/opt/mods/greet/words.py"));
+}
+
+#[test]
+fn added_elf_brings_its_closure_and_globs_expand() {
+    let d = RootD::pack(
+        &[
+            "/usr/bin/true",
+            "--add",
+            "/usr/bin/sqlite3",
+            "--add",
+            "/usr/share/zoneinfo/Europe/Par*:/zones/",
+        ],
+        &[],
+    );
+    let o = d.run(&[], &["/usr/bin/sqlite3", ":memory:", "select 40+2;"]);
+    assert!(o.status.success(), "{}", show(&o));
+    assert_eq!(text(&o.stdout), "42\n");
+    assert!(d.has("/zones/Paris"));
+}
+
+#[test]
+fn cgo_program_asks_nss_for_users_and_hosts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("cgo-lookup");
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for f in ["main.go", "go.mod"] {
+        std::fs::copy(format!("{FIX}/cgo/{f}"), src.join(f)).unwrap();
+    }
+    let o = Command::new("go")
+        .args(["build", "-tags", "netcgo", "-o"])
+        .arg(&bin)
+        .arg(".")
+        .current_dir(&src)
+        .env("CGO_ENABLED", "1")
+        .env("GOCACHE", tmp.path().join("gocache"))
+        .env("GOPATH", tmp.path().join("gopath"))
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOPROXY", "off")
+        .env("GOTOOLCHAIN", "local")
+        .output()
+        .expect("go (golang-go) is installed");
+    assert!(o.status.success(), "go build: {}", show(&o));
+    let bin = bin.to_str().unwrap();
+    // A cgo binary is dynamic: it has an interpreter.
+    let deps = elfpack(&["deps", bin]);
+    assert!(
+        text(&deps.stdout).contains("interpreter"),
+        "{}",
+        show(&deps)
+    );
+
+    let d = RootD::pack(&[bin], &[]);
+    let o = d.run(&[("GODEBUG", "netdns=cgo")], &[bin]);
+    assert!(o.status.success(), "{}", show(&o));
+    let out = text(&o.stdout);
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("root 0 root"), "{out}");
+    let addrs: Vec<&str> = lines.collect();
+    assert!(
+        addrs.iter().any(|a| *a == "127.0.0.1" || *a == "::1"),
+        "no loopback address in {out}"
+    );
+}
+
+/// `openssl s_server` on 127.0.0.1, killed when dropped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let o = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "openssl {args:?}: {}", show(&o));
+}
+
+#[test]
+fn ca_certs_bundle_verifies_a_local_tls_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    openssl(
+        t,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=elfpack test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+    openssl(
+        t,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "srv.key",
+            "-out",
+            "srv.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
+    std::fs::write(
+        t.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        t,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "srv.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+    // The bundle: the host's CAs plus the test CA.
+    let mut bundle =
+        std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
+    bundle.push_str(&std::fs::read_to_string(t.join("ca.pem")).unwrap());
+    std::fs::write(t.join("bundle.pem"), bundle).unwrap();
+
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _server = Server(
+        Command::new("timeout")
+            .args(["120", "openssl", "s_server", "-quiet", "-www", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-cert", "srv.pem", "-key", "srv.key"])
+            .current_dir(t)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "s_server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let connect = format!("127.0.0.1:{port}");
+    let client = [
+        "/usr/bin/openssl",
+        "s_client",
+        "-connect",
+        &connect,
+        "-verify_return_error",
+        "-verify_ip",
+        "127.0.0.1",
+        "-brief",
+    ];
+    let ca_opt = format!("--ca-certs={}", t.join("bundle.pem").display());
+    let d = RootD::pack(&["/usr/bin/openssl", &ca_opt], &[]);
+    assert!(d.has("/etc/ssl/certs/ca-certificates.crt"));
+    assert!(d.has("/usr/lib/ssl/cert.pem"));
+    let o = d.run(&[], &client);
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(text(&o.stderr).contains("Verification: OK"), "{}", show(&o));
+
+    // Controls: without a bundle, and with only the host's, the test CA is unknown.
+    let none = RootD::pack(&["/usr/bin/openssl"], &[]);
+    let o = none.run(&[], &client);
+    assert!(
+        !o.status.success(),
+        "verified without any CA?\n{}",
+        show(&o)
+    );
+    let host = RootD::pack(&["/usr/bin/openssl", "--ca-certs"], &[]);
+    let o = host.run(&[], &client);
+    assert!(
+        !o.status.success(),
+        "verified with the host bundle?\n{}",
+        show(&o)
+    );
+}
+
+#[test]
+fn tzdata_gives_named_time_zones() {
+    let host = Command::new("date")
+        .arg("+%Z")
+        .env("TZ", "Europe/Paris")
+        .output()
+        .unwrap();
+    let want = text(&host.stdout);
+    assert!(want == "CET\n" || want == "CEST\n", "host says {want:?}");
+    let d = RootD::pack(&["/usr/bin/date", "--tzdata"], &[]);
+    let o = d.run(&[("TZ", "Europe/Paris")], &["/usr/bin/date", "+%Z"]);
+    assert!(o.status.success(), "{}", show(&o));
+    assert_eq!(text(&o.stdout), want);
+    // The host's own setting (zoneinfo/localtime -> /etc/localtime) stays out.
+    assert!(!d.has("/usr/share/zoneinfo/localtime"));
+
+    let bare = RootD::pack(&["/usr/bin/date"], &[]);
+    let o = bare.run(&[("TZ", "Europe/Paris")], &["/usr/bin/date", "+%Z"]);
+    assert_ne!(text(&o.stdout), want, "time zones without tzdata?");
+}
+
+#[test]
+fn locale_c_utf8_ships() {
+    let d = RootD::pack(&["/usr/bin/locale", "--locale", "C.UTF-8"], &[]);
+    let o = d.run(&[("LC_ALL", "C.UTF-8")], &["/usr/bin/locale", "charmap"]);
+    assert_eq!(text(&o.stdout), "UTF-8\n", "{}", show(&o));
+    let bare = RootD::pack(&["/usr/bin/locale"], &[]);
+    let o = bare.run(&[("LC_ALL", "C.UTF-8")], &["/usr/bin/locale", "charmap"]);
+    assert_ne!(text(&o.stdout), "UTF-8\n", "C.UTF-8 built in?");
+}
+
+#[test]
+fn trace_never_ships_secrets_or_virtual_files() {
+    let d = RootD::pack(
+        &[
+            "/usr/bin/cat",
+            "--trace",
+            "--",
+            "/etc/shadow",
+            "/etc/passwd",
+            "/proc/version",
+            "/etc/debian_version",
+        ],
+        &[],
+    );
+    assert!(d.has("/etc/debian_version"), "a plain file it read ships");
+    assert!(!d.has("/etc/shadow"));
+    // /proc is empty in the output (the test mounts it afterwards).
+    let passwd = std::fs::read_to_string(d.dir.join("etc/passwd")).unwrap();
+    assert!(
+        passwd.contains("nonroot:x:65532"),
+        "generated passwd: {passwd}"
+    );
+}
+
+#[test]
+fn a_failing_or_hanging_run_is_an_error() {
+    let o = elfpack(&["deps", "/usr/bin/false", "--trace"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("exited with status 1"),
+        "{}",
+        show(&o)
+    );
+    let o = elfpack(&["deps", "/usr/bin/false", "--trace", "--trace-allow-fail"]);
+    assert!(o.status.success(), "{}", show(&o));
+
+    let start = Instant::now();
+    let o = elfpack(&[
+        "deps",
+        "/usr/bin/sleep",
+        "--trace",
+        "--trace-timeout",
+        "1",
+        "--",
+        "30",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("did not finish within 1 s"),
+        "{}",
+        show(&o)
+    );
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn trace_follows_forks_and_execs() {
+    // sh runs date in a child process: date's closure and the zone file it
+    // opened come through the trace.
+    let o = Command::new(ELFPACK)
+        .args([
+            "deps",
+            "/bin/sh",
+            "--trace",
+            "--",
+            "-c",
+            "/usr/bin/date >/dev/null; exit 0",
+        ])
+        .env("TZ", "Europe/Paris")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", show(&o));
+    let out = text(&o.stdout);
+    let date = out
+        .lines()
+        .find(|l| l.starts_with("  /usr/bin/date "))
+        .unwrap_or_else(|| panic!("date not traced:\n{out}"));
+    assert!(date.contains("execve by pid"), "{date}");
+    assert!(out.contains("/usr/share/zoneinfo/Europe/Paris"), "{out}");
+}
