@@ -726,3 +726,47 @@ fn dockerfile_without_a_path_goes_beside_the_rootfs() {
         "{df}"
     );
 }
+
+/// A program that finds its library through `$ORIGIN/../lib` (DT_RUNPATH or
+/// DT_RPATH). glibc expands the main program's `$ORIGIN` from
+/// /proc/self/exe, which root E lacks; the library must still be found there
+/// (e.g. through the image's ld.so.cache, which comes after both in the
+/// loader's search order).
+fn origin_program_everywhere(dtags: &str) {
+    if !require_root("$ORIGIN program") {
+        return;
+    }
+    let w = workdir();
+    let app = w.path().join("app");
+    std::fs::create_dir_all(app.join("bin")).unwrap();
+    std::fs::create_dir_all(app.join("lib")).unwrap();
+    compile_c(
+        &app.join("lib"),
+        "libhi.so.1",
+        "#include <stdio.h>\nvoid hi(void) { puts(\"hi through $ORIGIN\"); }\n",
+        &["-shared", "-fPIC", "-Wl,-soname,libhi.so.1"],
+    );
+    let lib = app.join("lib");
+    let rpath = format!("-Wl,{dtags},-rpath,$ORIGIN/../lib");
+    let prog = compile_c(
+        &app.join("bin"),
+        "hi",
+        "void hi(void);\nint main(void) { hi(); return 0; }\n",
+        &["-L", lib.to_str().unwrap(), "-l:libhi.so.1", &rpath],
+    );
+    let p = prog.to_str().unwrap();
+    let want = "hi through $ORIGIN\n".to_string();
+    assert_eq!(text(&run_host(&[p]).stdout), want);
+    let (_t, root) = packed(&[&prog], &[]);
+    in_all_roots(&root, &[p], false, &stdout_is(want));
+}
+
+#[test]
+fn origin_runpath_program() {
+    origin_program_everywhere("--enable-new-dtags");
+}
+
+#[test]
+fn origin_rpath_program() {
+    origin_program_everywhere("--disable-new-dtags");
+}
