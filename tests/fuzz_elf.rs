@@ -50,10 +50,12 @@ fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
                 d[i] = rng.next() as u8;
             }
             2 => {
-                let i = rng.below(hot.saturating_sub(8));
                 let v = INTERESTING[rng.below(INTERESTING.len())].to_le_bytes();
                 let w = [1, 2, 4, 8][rng.below(4)];
-                d[i..i + w].copy_from_slice(&v[..w]);
+                if d.len() >= w {
+                    let i = rng.below(hot.min(d.len() - w + 1));
+                    d[i..i + w].copy_from_slice(&v[..w]);
+                }
             }
             3 => {
                 let n = rng.below(d.len());
