@@ -33,12 +33,17 @@ impl Drop for Image {
 /// `elfpack PROG --rootfs CTX/rootfs --dockerfile CTX/Dockerfile`, then
 /// `podman build --isolation chroot -t TAG CTX`.
 fn build(prog: &Path, tag: &'static str) -> Image {
+    build_from(prog, "rootfs", tag)
+}
+
+/// [`build`] with the rootfs in CTX/ROOTFS_NAME.
+fn build_from(prog: &Path, rootfs_name: &str, tag: &'static str) -> Image {
     let w = workdir();
     let ctx = w.path();
     let o = elfpack()
         .arg(prog)
         .arg("--rootfs")
-        .arg(ctx.join("rootfs"))
+        .arg(ctx.join(rootfs_name))
         .arg("--dockerfile")
         .arg(ctx.join("Dockerfile"))
         .output()
@@ -121,4 +126,19 @@ fn from_scratch_image_runs_under_podman_and_runc() {
         "{}",
         describe(&o)
     );
+}
+
+/// The Dockerfile's COPY must name a rootfs directory whatever its name (a
+/// space splits the shell form `COPY my root/ /` into three arguments).
+#[test]
+fn rootfs_directory_name_with_a_space() {
+    if !require_root("podman, rootfs name with a space") {
+        return;
+    }
+    let w = workdir();
+    let hello = compile(w.path(), "hello.c", &[]);
+    let img = build_from(&hello, "my root", "elfpack-test-space");
+    let o = run(&img, &[]);
+    assert!(o.status.success(), "podman run: {}", describe(&o));
+    assert_eq!(text(&o.stdout), "hello from C\n");
 }

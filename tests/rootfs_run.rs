@@ -770,3 +770,24 @@ fn origin_runpath_program() {
 fn origin_rpath_program() {
     origin_program_everywhere("--disable-new-dtags");
 }
+
+/// A Dockerfile that cannot COPY the rootfs (not in the Dockerfile's
+/// directory, the build context) is refused before anything is written.
+#[test]
+fn dockerfile_outside_the_context_is_refused_without_leaving_the_rootfs() {
+    let w = workdir();
+    let ctx = w.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    let root = ctx.join("rootfs");
+    let df = w.path().join("elsewhere/Dockerfile");
+    let o = pack_with(
+        &[Path::new("/usr/bin/true")],
+        &root,
+        &["--dockerfile", df.to_str().unwrap()],
+    );
+    assert!(!o.status.success(), "accepted: {}", describe(&o));
+    assert_eq!(text(&o.stderr).lines().count(), 1, "{}", describe(&o));
+    let left: Vec<_> = std::fs::read_dir(&ctx).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(!df.exists());
+}
