@@ -83,6 +83,16 @@ pub fn layer_size(plan: &Plan) -> Result<u64> {
     Ok(total)
 }
 
+/// The layer `COPY FILE /` adds for one file (a single-file output).
+pub fn file_layer_size(file: &Path) -> Result<u64> {
+    let mut plan = Plan::default();
+    let name = file
+        .file_name()
+        .with_context(|| format!("{}: no file name", file.display()))?;
+    plan.add_file_as(file, &Path::new("/").join(name))?;
+    layer_size(&plan)
+}
+
 /// What determines a host file's layer member: its place and mode in the
 /// image, the timestamp, and the file's identity and change times.
 fn member_key(path: &Path, node: &Node, mtime: u64) -> Option<String> {

@@ -353,10 +353,10 @@ fn pack(a: &PackArgs) -> Result<()> {
         files,
         input_bytes,
         outputs,
-        layer_bytes: if a.no_layer_size {
-            None
-        } else {
-            Some(measure::layer_size(&plan)?)
+        layer_bytes: match (a.no_layer_size, single) {
+            (true, _) => None,
+            (false, Some(f)) => Some(measure::file_layer_size(f)?),
+            (false, None) => Some(measure::layer_size(&plan)?),
         },
         static_build: a
             .compare
@@ -365,8 +365,13 @@ fn pack(a: &PackArgs) -> Result<()> {
             .transpose()?,
         start_ms: None,
     };
-    if a.compare_run {
-        report.start_ms = Some(time_starts(&plan, a)?);
+    let packed = if a.compare_run || a.test {
+        Some(packed_root(&plan, a, single)?)
+    } else {
+        None
+    };
+    if let (Some(p), true) = (&packed, a.compare_run) {
+        report.start_ms = Some(time_starts(p, a)?);
     }
     eprintln!(
         "elfpack: entrypoint {}; {}",
@@ -376,28 +381,61 @@ fn pack(a: &PackArgs) -> Result<()> {
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
     }
-    if a.test {
-        self_test(&plan, a)?;
+    if let (Some(p), true) = (&packed, a.test) {
+        self_test(p, a)?;
     }
     Ok(())
 }
 
-/// Median start times of the packed program (from its rootfs, chrooted) and
-/// of the static build, run the same way with the same arguments.
-fn time_starts(plan: &crate::plan::Plan, a: &PackArgs) -> Result<StartTimes> {
-    let tmp;
-    let root = match &a.rootfs {
-        Some(dir) => dir.clone(),
+/// A root holding just what was packed, and the command that runs it there:
+/// the single file alone at `/NAME`, or the tree (the --rootfs output when
+/// one was written, else a fresh copy).
+struct PackedRoot {
+    _tmp: Option<tempfile::TempDir>,
+    root: PathBuf,
+    argv: Vec<String>,
+}
+
+fn packed_root(
+    plan: &crate::plan::Plan,
+    a: &PackArgs,
+    single: Option<&PathBuf>,
+) -> Result<PackedRoot> {
+    if let (Some(dir), None) = (&a.rootfs, single) {
+        return Ok(PackedRoot {
+            _tmp: None,
+            root: dir.clone(),
+            argv: plan.entrypoint.clone(),
+        });
+    }
+    let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let root = tmp.path().join("root");
+    let argv = match single {
+        Some(file) => {
+            let name = file.file_name().context("the single file has no name")?;
+            std::fs::create_dir(&root)?;
+            std::fs::copy(file, root.join(name))
+                .with_context(|| format!("{}: cannot copy", file.display()))?;
+            vec![format!("/{}", name.to_string_lossy())]
+        }
         None => {
-            tmp = tempfile::tempdir()?;
-            let r = tmp.path().join("root");
-            emit::rootfs::write(plan, &r, false)?;
-            r
+            emit::rootfs::write(plan, &root, false)?;
+            plan.entrypoint.clone()
         }
     };
-    let mut argv = plan.entrypoint.clone();
+    Ok(PackedRoot {
+        _tmp: Some(tmp),
+        root,
+        argv,
+    })
+}
+
+/// Median start times of the packed program (chrooted into what was packed)
+/// and of the static build, run the same way with the same arguments.
+fn time_starts(packed: &PackedRoot, a: &PackArgs) -> Result<StartTimes> {
+    let mut argv = packed.argv.clone();
     argv.extend(a.args.iter().cloned());
-    let packed = measure::median_start(&argv, Some(&root), a.runs)?;
+    let packed = measure::median_start(&argv, Some(&packed.root), a.runs)?;
     let static_build = match &a.compare {
         Some(st) => {
             let mut argv = vec![std::path::absolute(st)?.display().to_string()];
@@ -413,12 +451,9 @@ fn time_starts(plan: &crate::plan::Plan, a: &PackArgs) -> Result<StartTimes> {
     })
 }
 
-/// Writes the plan to a scratch directory and runs its entrypoint there.
-fn self_test(plan: &crate::plan::Plan, a: &PackArgs) -> Result<()> {
-    let dir = tempfile::tempdir().context("--test: cannot create a temporary directory")?;
-    let root = dir.path().join("root");
-    emit::rootfs::write(plan, &root, false)?;
-    let mut argv = plan.entrypoint.clone();
+/// Runs what was packed in an isolated root, as a container runtime would.
+fn self_test(packed: &PackedRoot, a: &PackArgs) -> Result<()> {
+    let mut argv = packed.argv.clone();
     argv.extend(a.image.cmd.iter().cloned());
     argv.extend(a.args.iter().cloned());
     let mut env = vec![format!("PATH={}", crate::emit::oci::DEFAULT_PATH)];
@@ -427,7 +462,7 @@ fn self_test(plan: &crate::plan::Plan, a: &PackArgs) -> Result<()> {
         "elfpack: --test: running {} in an isolated root",
         argv.join(" ")
     );
-    let code = crate::selftest::run(&root, &argv, &env)?;
+    let code = crate::selftest::run(&packed.root, &argv, &env)?;
     if code != 0 {
         bail!(
             "--test: {} exited with {code} in the isolated root",
