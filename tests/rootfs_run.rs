@@ -791,3 +791,28 @@ fn dockerfile_outside_the_context_is_refused_without_leaving_the_rootfs() {
     assert!(left.is_empty(), "left behind: {left:?}");
     assert!(!df.exists());
 }
+
+/// The helper itself: root D's /proc is unmounted even when the test using
+/// it panics (the panic message below is expected).
+#[test]
+fn root_d_unmounts_proc_when_a_test_panics() {
+    if !require_root("RootD unmount") {
+        return;
+    }
+    let (_t, root) = packed(&[Path::new("/usr/bin/true")], &[]);
+    let r = root.clone();
+    let res = std::thread::spawn(move || {
+        let _d = RootD::new(&r);
+        assert!(is_mount_point(&r.join("proc")));
+        assert!(!r.join("tmp").exists(), "D keeps /tmp");
+        let null = std::fs::metadata(r.join("dev/null")).unwrap();
+        use std::os::unix::fs::FileTypeExt;
+        assert!(null.file_type().is_char_device());
+        assert_eq!(null.rdev(), libc::makedev(1, 3));
+        assert_eq!(null.mode() & 0o777, 0o666);
+        panic!("deliberate panic while root D is set up");
+    })
+    .join();
+    assert!(res.is_err());
+    assert!(!is_mount_point(&root.join("proc")), "/proc leaked");
+}
