@@ -102,12 +102,49 @@ pub fn rootfs_plan(col: &Collection, cache: &LdCache, opts: &RootfsOptions) -> R
         plan.add_dir(Path::new("/tmp"), 0o1777)?;
     }
     crate::extras::place(&mut plan, &col.extras)?;
-    if !col.closures.iter().all(|c| c.objects.len() == 1) && !cache.is_empty() {
-        let bytes = cache.write_subset(|p| plan.lookup(p).is_some());
+    if !col.closures.iter().all(|c| c.objects.len() == 1) {
+        let extra = search_path_fallbacks(col, cache);
+        let bytes = cache.write_subset(|p| plan.lookup(p).is_some(), &extra);
         plan.nodes.remove(Path::new("/etc/ld.so.cache"));
         plan.add_data(Path::new("/etc/ld.so.cache"), bytes, 0o644)?;
     }
     Ok(plan)
+}
+
+/// Libraries found through an RPATH or RUNPATH, listed in the image's
+/// ld.so.cache too: the loader consults the cache after those paths, so a
+/// `$ORIGIN` path that cannot be expanded (no /proc for the program's own
+/// origin) or a moved program (`--install-to`) still finds them. Only names
+/// the host's cache and the default directories do not know are added, so
+/// no other lookup changes.
+fn search_path_fallbacks(col: &Collection, cache: &LdCache) -> Vec<(String, PathBuf)> {
+    use crate::resolve::Via;
+    let system = [
+        "/lib/x86_64-linux-gnu",
+        "/usr/lib/x86_64-linux-gnu",
+        "/lib",
+        "/usr/lib",
+    ];
+    let mut out: Vec<(String, PathBuf)> = Vec::new();
+    let mut ambiguous = Vec::new();
+    for o in col.closures.iter().flat_map(|c| &c.objects) {
+        let by_search_path = matches!(o.via, Via::Rpath(_) | Via::Runpath);
+        if !by_search_path
+            || cache
+                .lookup(&o.name, crate::ldcache::X86_64_LIBC6, |_| 0)
+                .is_some()
+            || system.iter().any(|d| Path::new(d).join(&o.name).exists())
+        {
+            continue;
+        }
+        match out.iter().find(|(n, _)| *n == o.name) {
+            Some((_, p)) if *p != o.path => ambiguous.push(o.name.clone()),
+            Some(_) => {}
+            None => out.push((o.name.clone(), o.path.clone())),
+        }
+    }
+    out.retain(|(n, _)| !ambiguous.contains(n));
+    out
 }
 
 /// Destination of each program: `None` keeps its own path.
@@ -132,24 +169,4 @@ fn install_targets(col: &Collection, install_to: Option<&str>) -> Result<Vec<Opt
         );
     }
     Ok(vec![Some(PathBuf::from(to))])
-}
-
-/// Programs whose libraries are found through `$ORIGIN` must not move.
-pub fn origin_warnings(col: &Collection, opts: &RootfsOptions) -> Vec<String> {
-    if opts.install_to.is_none() {
-        return Vec::new();
-    }
-    col.closures
-        .iter()
-        .filter(|c| {
-            let i = &c.program().info;
-            [&i.rpath, &i.runpath].iter().any(|p| p.as_deref().is_some_and(|p| p.contains("ORIGIN")))
-        })
-        .map(|c| {
-            format!(
-                "{} finds libraries through $ORIGIN; --install-to moves it, so they may not be found",
-                c.program().path.display()
-            )
-        })
-        .collect()
 }

@@ -139,10 +139,33 @@ impl LdCache {
         best.map(|(e, _)| e)
     }
 
-    /// Serialises the entries whose path satisfies `keep`, in the original
-    /// order, so the loader's binary search over the subset still works.
-    pub fn write_subset(&self, keep: impl Fn(&Path) -> bool) -> Vec<u8> {
-        let kept: Vec<&Entry> = self.entries.iter().filter(|e| keep(&e.path)).collect();
+    /// Serialises the entries whose path satisfies `keep`, plus `extra`
+    /// (name, path) entries for libraries the host finds by other means,
+    /// sorted as ldconfig sorts them so the loader's binary search works.
+    pub fn write_subset(
+        &self,
+        keep: impl Fn(&Path) -> bool,
+        extra: &[(String, PathBuf)],
+    ) -> Vec<u8> {
+        let added: Vec<Entry> = extra
+            .iter()
+            .map(|(name, path)| Entry {
+                flags: X86_64_LIBC6,
+                name: name.clone(),
+                path: path.clone(),
+                hwcap: 0,
+                hwcaps_subdir: None,
+            })
+            .collect();
+        let mut kept: Vec<&Entry> = self
+            .entries
+            .iter()
+            .filter(|e| keep(&e.path))
+            .chain(&added)
+            .collect();
+        // Descending _dl_cache_libcmp order (ldconfig compares e2 with e1);
+        // the sort is stable, so equal names keep the host's preference.
+        kept.sort_by(|a, b| libcmp(&b.name, &a.name));
         let mut hwcaps: Vec<String> = Vec::new();
         for e in &kept {
             if let Some(s) = e.hwcaps_subdir.as_ref().filter(|s| !hwcaps.contains(s)) {
@@ -208,6 +231,41 @@ impl LdCache {
     }
 }
 
+/// glibc's `_dl_cache_libcmp`: byte order, except that runs of digits
+/// compare as numbers and sort after non-digits.
+pub fn libcmp(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() {
+        let (ca, cb) = (a[i], b.get(j).copied().unwrap_or(0));
+        match (ca.is_ascii_digit(), cb.is_ascii_digit()) {
+            (true, true) => {
+                let num = |s: &[u8], k: &mut usize| {
+                    let mut v: u64 = 0;
+                    while *k < s.len() && s[*k].is_ascii_digit() {
+                        v = v.wrapping_mul(10).wrapping_add((s[*k] - b'0') as u64);
+                        *k += 1;
+                    }
+                    v
+                };
+                let (va, vb) = (num(a, &mut i), num(b, &mut j));
+                if va != vb {
+                    return va.cmp(&vb);
+                }
+            }
+            (true, false) => return Ordering::Greater,
+            (false, true) => return Ordering::Less,
+            (false, false) if ca != cb => return ca.cmp(&cb),
+            (false, false) => {
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    0u8.cmp(&b.get(j).copied().unwrap_or(0))
+}
+
 fn read_hwcaps_extension(bytes: &[u8], at: usize) -> Result<Vec<String>> {
     if u32_at(bytes, at)? != EXTENSION_MAGIC {
         return Ok(Vec::new());
@@ -252,7 +310,17 @@ mod tests {
     fn host_cache_round_trips_through_write_subset() {
         let host = LdCache::load(Path::new("/etc/ld.so.cache")).unwrap();
         assert!(!host.is_empty(), "this test needs the host's ld.so.cache");
-        let copy = LdCache::parse(&host.write_subset(|_| true)).unwrap();
+        // The host's cache is in ldconfig's order: our comparator agrees.
+        for w in host.entries.windows(2) {
+            assert_ne!(
+                libcmp(&w[0].name, &w[1].name),
+                std::cmp::Ordering::Less,
+                "{} before {}",
+                w[0].name,
+                w[1].name
+            );
+        }
+        let copy = LdCache::parse(&host.write_subset(|_| true, &[])).unwrap();
         assert_eq!(copy.entries.len(), host.entries.len());
         for (a, b) in host.entries.iter().zip(&copy.entries) {
             assert_eq!(
@@ -284,7 +352,16 @@ mod tests {
                 hwcaps_subdir: sub.map(String::from),
             });
         }
-        let sub = LdCache::parse(&c.write_subset(|p| !p.starts_with("/usr/local"))).unwrap();
+        let extra = [(
+            "libzz.so.1".to_string(),
+            PathBuf::from("/app/lib/libzz.so.1"),
+        )];
+        let sub =
+            LdCache::parse(&c.write_subset(|p| !p.starts_with("/usr/local"), &extra)).unwrap();
+        assert_eq!(
+            sub.lookup("libzz.so.1", X86_64_LIBC6, |_| 0).unwrap().path,
+            Path::new("/app/lib/libzz.so.1")
+        );
         assert!(sub.lookup("liba.so.1", X86_64_LIBC6, |_| 1).is_none());
         let v3 = sub
             .lookup("libb.so.2", X86_64_LIBC6, |s| (s == "x86-64-v3") as u32)

@@ -701,7 +701,7 @@ fn install_to_moves_the_program_and_the_entrypoint() {
     );
     let df = std::fs::read_to_string(ctx.join("Dockerfile")).unwrap();
     assert!(df.starts_with("FROM scratch\n"), "{df}");
-    assert!(df.lines().any(|l| l == "COPY rootfs/ /"), "{df}");
+    assert!(df.lines().any(|l| l == r#"COPY ["rootfs/", "/"]"#), "{df}");
     assert!(
         df.lines().any(|l| l == r#"ENTRYPOINT ["/app/hello"]"#),
         "{df}"

@@ -232,8 +232,12 @@ fn pack(a: &PackArgs) -> Result<()> {
         (None, Some(dir)) => dir.parent().unwrap_or(Path::new("")).join("Dockerfile"),
         (None, None) => PathBuf::from("Dockerfile"),
     });
-    if dockerfile.is_some() && a.rootfs.is_none() {
-        bail!("--dockerfile needs --rootfs DIR (the Dockerfile COPYs it)");
+    match (&dockerfile, &a.rootfs) {
+        (Some(_), None) => bail!("--dockerfile needs --rootfs DIR (the Dockerfile COPYs it)"),
+        (Some(d), Some(dir)) => {
+            emit::dockerfile::context_path(d, dir, a.force)?;
+        }
+        _ => {}
     }
     for out in [&dockerfile, &a.output, &a.oci].into_iter().flatten() {
         if out.exists() && !a.force {
@@ -285,7 +289,6 @@ fn pack(a: &PackArgs) -> Result<()> {
         );
     }
     warn_all(&col.warnings);
-    warn_all(&layout::origin_warnings(&col, &opts));
     eprint!(
         "{}",
         crate::extras::summary(&col.extras)

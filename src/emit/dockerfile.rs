@@ -1,6 +1,6 @@
 //! A ready `FROM scratch` Dockerfile for a rootfs directory.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
@@ -10,15 +10,15 @@ use crate::plan::Plan;
 /// build context (the Dockerfile's directory).
 pub fn render(plan: &Plan, rootfs_rel: &Path) -> String {
     let entry = serde_json::to_string(&plan.entrypoint).expect("strings serialise");
-    format!(
-        "FROM scratch\nCOPY {}/ /\nENTRYPOINT {entry}\n",
-        rootfs_rel.display()
-    )
+    // The JSON form of COPY, so directory names with blanks survive.
+    let src =
+        serde_json::to_string(&format!("{}/", rootfs_rel.display())).expect("strings serialise");
+    format!("FROM scratch\nCOPY [{src}, \"/\"]\nENTRYPOINT {entry}\n")
 }
 
-/// Writes the Dockerfile at `path` for the rootfs at `rootfs`; both must be
-/// in the same build context (the rootfs below the Dockerfile's directory).
-pub fn write(plan: &Plan, path: &Path, rootfs: &Path, force: bool) -> Result<()> {
+/// The rootfs relative to the Dockerfile's directory (the build context);
+/// checked before anything is written, since `COPY` cannot reach outside it.
+pub fn context_path(path: &Path, rootfs: &Path, force: bool) -> Result<PathBuf> {
     if path.exists() && !force {
         bail!("{}: exists (use --force to replace it)", path.display());
     }
@@ -31,9 +31,22 @@ pub fn write(plan: &Plan, path: &Path, rootfs: &Path, force: bool) -> Result<()>
             rootfs.display()
         )
     })?;
-    let tmp = tempfile::NamedTempFile::new_in(&ctx)?;
-    std::fs::write(tmp.path(), render(plan, rel))?;
-    tmp.persist(path)
-        .with_context(|| format!("{}: cannot write", path.display()))?;
-    Ok(())
+    if rel.as_os_str().is_empty() {
+        bail!(
+            "{}: the rootfs {} cannot be the build context itself",
+            path.display(),
+            rootfs.display()
+        );
+    }
+    Ok(rel.to_path_buf())
+}
+
+/// Writes the Dockerfile at `path` for the rootfs at `rootfs` (see
+/// [`context_path`]), atomically.
+pub fn write(plan: &Plan, path: &Path, rootfs: &Path, force: bool) -> Result<()> {
+    let rel = context_path(path, rootfs, force)?;
+    crate::emit::atomic_write(path, force, |f| {
+        use std::io::Write;
+        Ok(f.write_all(render(plan, &rel).as_bytes())?)
+    })
 }
