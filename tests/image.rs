@@ -69,6 +69,25 @@ fn outputs_are_byte_for_byte_reproducible() {
         sha256(&t.path().join("a-root.tar")),
         sha256(&t.path().join("b-root.tar"))
     );
+    // Single files too.
+    for n in ["a", "b"] {
+        ok(&elfpack(
+            &[
+                "/usr/bin/sqlite3",
+                "-o",
+                &p(&format!("{n}.packed")),
+                "--compress",
+                "fast",
+                "--no-layer-size",
+            ],
+            &[],
+        ));
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    assert_eq!(
+        sha256(&t.path().join("a.packed")),
+        sha256(&t.path().join("b.packed"))
+    );
     // SOURCE_DATE_EPOCH is the only clock that enters the output.
     ok(&elfpack(
         &["/usr/bin/sqlite3", "-o", &p("c-root.tar")],
