@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -660,7 +660,7 @@ pub fn place(plan: &mut Plan, extras: &Extras) -> Result<()> {
         match &a.item {
             Item::HostPath(p) => {
                 if std::fs::metadata(p).is_ok_and(|m| m.is_dir()) {
-                    place_host_dir(plan, p)
+                    plan.add_host_dir(p).map(|_| ())
                 } else {
                     plan.add_host_path(p).map(|_| ())
                 }
@@ -695,80 +695,7 @@ fn place_symlink(plan: &mut Plan, dest: &Path, target: &Path) -> Result<()> {
     } else {
         target.to_path_buf()
     };
-    insert(plan, dest, Node::Symlink { target: rel })
-}
-
-fn insert(plan: &mut Plan, path: &Path, node: Node) -> Result<()> {
-    match plan.nodes.get(path) {
-        None => {
-            plan.nodes.insert(path.to_path_buf(), node);
-            Ok(())
-        }
-        Some(old) if *old == node => Ok(()),
-        Some(Node::Dir { .. }) if matches!(node, Node::Dir { .. }) => Ok(()),
-        Some(old) => bail!(
-            "{}: two different things want this path ({old:?} and {node:?})",
-            path.display()
-        ),
-    }
-}
-
-/// Like [`Plan::add_host_path`], for a directory: recreates the symlinks on
-/// the way and the directories (empty; existing ones keep their mode).
-fn place_host_dir(plan: &mut Plan, path: &Path) -> Result<()> {
-    let mut cur = PathBuf::from("/");
-    let mut rest: std::collections::VecDeque<OsString> = path
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n.to_os_string()),
-            Component::ParentDir => Some("..".into()),
-            _ => None,
-        })
-        .collect();
-    let mut hops = 0;
-    while let Some(comp) = rest.pop_front() {
-        if comp == ".." {
-            cur.pop();
-            continue;
-        }
-        let next = cur.join(&comp);
-        let meta = std::fs::symlink_metadata(&next)
-            .with_context(|| format!("{}: cannot stat", next.display()))?;
-        if meta.file_type().is_symlink() {
-            hops += 1;
-            if hops > 40 {
-                bail!("{}: too many levels of symbolic links", path.display());
-            }
-            let target = std::fs::read_link(&next)?;
-            let rel = if target.is_absolute() {
-                relative_to(&cur, &target)
-            } else {
-                target.clone()
-            };
-            insert(plan, &next, Node::Symlink { target: rel })?;
-            if target.is_absolute() {
-                cur = PathBuf::from("/");
-            }
-            let mut comps: std::collections::VecDeque<OsString> = target
-                .components()
-                .filter_map(|c| match c {
-                    Component::Normal(n) => Some(n.to_os_string()),
-                    Component::ParentDir => Some("..".into()),
-                    _ => None,
-                })
-                .collect();
-            comps.extend(rest);
-            rest = comps;
-            continue;
-        }
-        if !meta.is_dir() {
-            bail!("{}: {} is not a directory", path.display(), next.display());
-        }
-        let mode = meta.permissions().mode() & 0o7777;
-        insert(plan, &next, Node::Dir { mode })?;
-        cur = next;
-    }
-    Ok(())
+    plan.insert(dest, Node::Symlink { target: rel })
 }
 
 /// The `deps`-style explanation: what each option added and why, and what

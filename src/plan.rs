@@ -49,6 +49,16 @@ impl Plan {
     /// as a relative link, and the regular file it ends at. Returns the real
     /// host path it resolved to.
     pub fn add_host_path(&mut self, path: &Path) -> Result<PathBuf> {
+        self.add_host(path, false)
+    }
+
+    /// Like [`Plan::add_host_path`] for a path that ends at a directory,
+    /// which is added empty (its contents are added one by one).
+    pub fn add_host_dir(&mut self, path: &Path) -> Result<PathBuf> {
+        self.add_host(path, true)
+    }
+
+    fn add_host(&mut self, path: &Path, want_dir: bool) -> Result<PathBuf> {
         if !path.is_absolute() {
             bail!(
                 "{}: internal error: plan paths must be absolute",
@@ -91,7 +101,12 @@ impl Plan {
                 continue;
             }
             let mode = meta.permissions().mode() & 0o7777;
-            if rest.is_empty() {
+            if rest.is_empty() && want_dir {
+                if !meta.is_dir() {
+                    bail!("{}: is not a directory", path.display());
+                }
+                self.insert(&next, Node::Dir { mode })?;
+            } else if rest.is_empty() {
                 if meta.is_dir() {
                     bail!("{}: is a directory, not a file", path.display());
                 }
@@ -168,7 +183,9 @@ impl Plan {
         Ok(())
     }
 
-    fn insert(&mut self, dest: &Path, node: Node) -> Result<()> {
+    /// Adds `node` at `dest`; the same node twice is fine, two different
+    /// ones are an error.
+    pub fn insert(&mut self, dest: &Path, node: Node) -> Result<()> {
         match self.nodes.get(dest) {
             None => {
                 self.nodes.insert(dest.to_path_buf(), node);
