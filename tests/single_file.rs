@@ -131,7 +131,7 @@ fn packed_programs_run_in_every_root() {
         eprintln!("skipped: needs root");
         return;
     }
-    let t = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let t = common::workdir();
     let d = t.path();
     let bins = d.join("bins");
     std::fs::create_dir(&bins).unwrap();

@@ -39,7 +39,15 @@ pub fn require_root(what: &str) -> bool {
 /// packed programs keep their absolute paths, so a program built under /tmp
 /// would disappear with it.
 pub fn workdir() -> tempfile::TempDir {
-    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+    // The checkout itself may live under /tmp (CI clones anywhere): fall
+    // back to /var/tmp then.
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let base = if target.starts_with("/tmp") {
+        Path::new("/var/tmp")
+    } else {
+        target
+    };
+    tempfile::tempdir_in(base).unwrap()
 }
 
 /// `elfpack` with no arguments yet.
