@@ -86,6 +86,16 @@ impl std::fmt::Display for NotElf {
 }
 impl std::error::Error for NotElf {}
 
+/// True when `path` starts with the ELF magic: a cheap test before parsing.
+pub fn has_elf_magic(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && magic == *b"\x7fELF"
+}
+
 /// Maps and parses `path`. Errors name the file and say what is wrong.
 pub fn read(path: &Path) -> Result<ElfInfo> {
     let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;

@@ -368,7 +368,9 @@ impl Builder<'_> {
             },
         };
         self.push(item, source, "named on the command line");
-        if is_elf(src) && file_id(src).is_some_and(|id| !self.known.contains(&id)) {
+        if crate::elf::has_elf_magic(src)
+            && file_id(src).is_some_and(|id| !self.known.contains(&id))
+        {
             if dest.is_some() {
                 self.out.warnings.push(format!(
                     "{}: an ELF file moved by --add; libraries it finds through $ORIGIN may not be found",
@@ -642,15 +644,6 @@ fn sorted_dir(dir: &Path) -> Result<Vec<PathBuf>> {
 
 fn file_id(p: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
-}
-
-fn is_elf(path: &Path) -> bool {
-    use std::io::Read;
-    let mut magic = [0u8; 4];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .is_ok()
-        && magic == *b"\x7fELF"
 }
 
 /// Puts every extra item into `plan`. Explicitly named files (`FileAs`)

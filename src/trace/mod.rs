@@ -12,7 +12,6 @@ mod ptrace;
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
@@ -189,7 +188,7 @@ fn select(
             continue;
         }
         found.push(Found {
-            is_elf: is_elf(&a.path),
+            is_elf: crate::elf::has_elf_magic(&a.path),
             access: a.clone(),
             is_dir: false,
         });
@@ -251,14 +250,6 @@ pub fn excluded(path: &Path, home: Option<&Path>) -> Option<&'static str> {
         return Some("the image has its own");
     }
     None
-}
-
-fn is_elf(path: &Path) -> bool {
-    let mut magic = [0u8; 4];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .is_ok()
-        && magic == *b"\x7fELF"
 }
 
 fn output_tail(out: &[u8], lines: usize) -> String {
