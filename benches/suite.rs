@@ -389,19 +389,18 @@ fn run(o: &Opts) -> Result<(), String> {
         if let Some(sx) = &staticx {
             let out = w.join("staticx");
             if let Ok(pack) = time(Command::new(sx).arg(&s.prog).arg(&out)) {
-                let start = if s.startable {
-                    Some(median(o.runs, |_| time(Command::new(&out).args(&s.args)))?)
-                } else {
-                    None
-                };
+                // A peer that cannot run the program is a finding, not an error.
+                let start = s
+                    .startable
+                    .then(|| median(o.runs, |_| time(Command::new(&out).args(&s.args))));
                 rows.push(Row {
                     subject: s.name.clone(),
-                    tool: "staticx".into(),
+                    tool: peer_label("staticx", &start),
                     size: du(&out),
                     layer: Some(layer_of(&out)),
                     pack_ms: Some(ms(pack)),
-                    first_ms: start,
-                    later_ms: start,
+                    first_ms: start.clone().and_then(Result::ok),
+                    later_ms: start.and_then(Result::ok),
                 });
             }
         }
@@ -422,19 +421,17 @@ fn run(o: &Opts) -> Result<(), String> {
         if let Some(mp) = &magicpak {
             let out = w.join("magicpak");
             if let Ok(pack) = time(Command::new(mp).arg(&s.prog).arg(&out)) {
-                let start = if s.startable {
-                    Some(median(o.runs, |_| time(&mut chroot_run(&out, &s.prog)))?)
-                } else {
-                    None
-                };
+                let start = s
+                    .startable
+                    .then(|| median(o.runs, |_| time(&mut chroot_run(&out, &s.prog))));
                 rows.push(Row {
                     subject: s.name.clone(),
-                    tool: "magicpak".into(),
+                    tool: peer_label("magicpak", &start),
                     size: du(&out),
                     layer: Some(layer_of(&out)),
                     pack_ms: Some(ms(pack)),
-                    first_ms: start,
-                    later_ms: start,
+                    first_ms: start.clone().and_then(Result::ok),
+                    later_ms: start.and_then(Result::ok),
                 });
             }
         }
@@ -447,6 +444,13 @@ fn run(o: &Opts) -> Result<(), String> {
     print!("{report}");
     let _ = std::fs::write(target.join("bench-report.md"), &report);
     Ok(())
+}
+
+fn peer_label(tool: &str, start: &Option<Result<f64, String>>) -> String {
+    match start {
+        Some(Err(_)) => format!("{tool} (the packed program fails)"),
+        _ => tool.to_string(),
+    }
 }
 
 fn table(o: &Opts, rows: &[Row], peers: [bool; 3]) -> String {
