@@ -482,8 +482,8 @@ fn table(o: &Opts, rows: &[Row], peers: [bool; 3]) -> String {
         if peers[1] { "yes" } else { "not installed" },
         if peers[2] { "yes" } else { "not installed" },
     );
-    s += "| program | tool / mode | size (B) | layer (B) | pack (ms) | first start (ms) | later start (ms) | size / static | layer / static | start / static |\n";
-    s += "|---|---|---|---|---|---|---|---|---|---|\n";
+    s += "| program | tool / mode | size (B) | layer (B) | pack (ms) | first start (ms) | later start (ms) | size / static | layer / static | start / static | size, first start, pack / peer |\n";
+    s += "|---|---|---|---|---|---|---|---|---|---|---|\n";
     let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.1}"));
     for r in rows {
         let st = rows.iter().find(|x| {
@@ -501,8 +501,28 @@ fn table(o: &Opts, rows: &[Row], peers: [bool; 3]) -> String {
             ),
             None => ("-".into(), "-".into(), "-".into()),
         };
+        // Each elfpack mode against the peer that makes the same kind of
+        // output: a single file against staticx, a tree against magicpak.
+        let peer = if r.tool.starts_with("elfpack -o FILE") {
+            Some("staticx")
+        } else if r.tool == "elfpack --rootfs" {
+            Some("magicpak")
+        } else {
+            None
+        };
+        let vs = peer
+            .and_then(|p| rows.iter().find(|x| x.subject == r.subject && x.tool == p))
+            .map_or("-".to_string(), |p| {
+                format!(
+                    "{} ({}), {}, {}",
+                    ratio(Some(r.size as f64), Some(p.size as f64)),
+                    p.tool,
+                    ratio(r.first_ms, p.first_ms),
+                    ratio(r.pack_ms, p.pack_ms)
+                )
+            });
         s += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {rs} | {rl} | {rt} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {rs} | {rl} | {rt} | {vs} |\n",
             r.subject,
             r.tool,
             r.size,
