@@ -2,27 +2,14 @@
 //! still runs and prints what the original printed, and `readelf -a` has no
 //! complaint about the result.
 
+mod common;
+
+use common::{run_elfpack as elfpack, stdout_ok as ok};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
-
-fn elfpack(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_elfpack"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(o: Output) -> String {
-    assert!(
-        o.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        String::from_utf8_lossy(&o.stdout)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 fn gcc(args: &[&str]) {
     let o = Command::new("gcc").args(args).output().unwrap();

@@ -1,29 +1,12 @@
 //! Prefix bundles run hermetically: in a root whose system library dir holds
 //! decoys that abort if loaded, and in a root with only a musl userland.
 
+mod common;
+
+use common::{is_root, run_elfpack as elfpack, stdout_ok as ok};
+
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn elfpack(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_elfpack"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(o: Output) -> String {
-    assert!(
-        o.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        String::from_utf8_lossy(&o.stdout)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn is_root() -> bool {
-    unsafe { libc::geteuid() == 0 }
-}
+use std::process::Command;
 
 /// A shared library that kills the process if the loader ever maps it.
 fn decoy(dir: &Path, name: &str) {

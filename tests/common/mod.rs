@@ -55,6 +55,17 @@ pub fn elfpack() -> Command {
     Command::new(ELFPACK)
 }
 
+/// Runs elfpack with `args`.
+pub fn run_elfpack(args: &[&str]) -> Output {
+    elfpack().args(args).output().unwrap()
+}
+
+/// The stdout of a command that must have succeeded (else both streams).
+pub fn stdout_ok(o: Output) -> String {
+    assert!(o.status.success(), "{}", describe(&o));
+    text(&o.stdout)
+}
+
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
