@@ -55,6 +55,9 @@ struct Subject {
     /// Why a chroot into the packed tree cannot start it (then only single
     /// files, which run on the host, are timed).
     no_chroot_start: Option<&'static str>,
+    /// Reads /etc (passwd, hosts): a `--prefix` bundle, which ships none,
+    /// cannot run it from a bare root.
+    needs_etc: bool,
     /// Static builds of the same source: (label, path); the first is the
     /// glibc one the ratios use.
     statics: Vec<(String, PathBuf)>,
@@ -193,7 +196,32 @@ fn run_once(r: &Run) -> Result<Duration, String> {
     for (k, v) in &r.env {
         c.env(k, v);
     }
-    spawn_timed(&mut c, r.root.as_deref(), RUN_TIMEOUT)
+    spawn_timed(&mut c, r.root.as_deref(), RUN_TIMEOUT).map_err(|e| {
+        // Runs are timed with stdout discarded: run once more to say what
+        // the program printed.
+        let mut c = Command::new(&r.prog);
+        c.args(&r.args).envs(r.env.iter().map(|(k, v)| (k, v)));
+        if let Some(root) = r.root.clone() {
+            // SAFETY: chroot and chdir are async-signal-safe.
+            unsafe {
+                c.pre_exec(move || {
+                    std::os::unix::fs::chroot(&root)?;
+                    std::env::set_current_dir("/")
+                });
+            }
+        }
+        let said = c
+            .stdin(Stdio::null())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        let said: String = said.lines().take(2).collect::<Vec<_>>().join(" / ");
+        if said.is_empty() {
+            e
+        } else {
+            format!("{e} (stdout: {said})")
+        }
+    })
 }
 
 fn ms(d: Duration) -> f64 {
@@ -456,9 +484,18 @@ fn measure_elfpack(su: &mut Suite, o: &Opts, s: &Subject, w: &Path, variants: &[
             w.join("prefix"),
         ),
     ];
+    // elfpack refuses --trace (files at absolute paths) with --prefix and
+    // single files, as README says.
+    const TREES_ONLY: &str = "refused with --trace";
+    let trees_only = !s.elfpack_opts.is_empty();
     for (label, mut args, out) in modes {
         args.push(out.clone().into());
         let mut row = Row::new(&s.name, format!("elfpack {label}"));
+        if trees_only && label.contains("prefix") {
+            row.pack_ms = Err(TREES_ONLY.into());
+            su.rows.push(row);
+            continue;
+        }
         let p = match elfpack(s, &args, &cache(label)) {
             Ok(p) => p,
             Err(e) => {
@@ -526,7 +563,11 @@ fn measure_elfpack(su: &mut Suite, o: &Opts, s: &Subject, w: &Path, variants: &[
             } else {
                 s.prog.clone()
             };
-            match s.no_chroot_start {
+            let no_start = s
+                .no_chroot_start
+                .or((s.needs_etc && label.contains("prefix"))
+                    .then_some("no /etc in a prefix bundle"));
+            match no_start {
                 Some(why) => {
                     row.first = Err(why.into());
                     row.later = Err(why.into());
@@ -548,9 +589,14 @@ fn measure_elfpack(su: &mut Suite, o: &Opts, s: &Subject, w: &Path, variants: &[
         su.rows.push(row);
     }
     // Single files.
-    if variants.is_empty() {
+    if variants.is_empty() || trees_only {
         let mut row = Row::new(&s.name, "elfpack -o FILE (single file)");
-        row.pack_ms = Err("not available".into());
+        row.pack_ms = Err(if trees_only {
+            TREES_ONLY
+        } else {
+            "not available"
+        }
+        .into());
         su.rows.push(row);
         return;
     }
@@ -938,6 +984,7 @@ fn subjects(su: &mut Suite, o: &Opts, d: &Path, musl: bool) -> Vec<Subject> {
             args: vec![],
             elfpack_opts: vec![],
             no_chroot_start: None,
+            needs_etc: *src == "nss.c",
             statics,
             peers: true,
         });
@@ -965,20 +1012,31 @@ fn subjects(su: &mut Suite, o: &Opts, d: &Path, musl: bool) -> Vec<Subject> {
             args: args.clone(),
             elfpack_opts: vec![],
             no_chroot_start: python.then_some("no stdlib in the tree"),
+            needs_etc: false,
             statics: vec![],
             peers: true,
         });
         if python {
+            su.notes.push(
+                "python3: single files, staticx and exodus's bundle start on the host, where python3 \
+                 finds the host's stdlib; a bare root with just the library closure has none (so no \
+                 tree start); `python3 --trace` is how elfpack packs it to run there"
+                    .into(),
+            );
             // How python3 is packed to run: --trace ships the stdlib files
             // `python3 -c pass` opens. No peer ships them, so none is beside it.
-            let mut opts = vec!["--trace".to_string(), "--".to_string()];
-            opts.extend(args.clone());
+            let mut opts = vec!["--trace".to_string()];
+            for a in &args {
+                opts.push("--trace-arg".into());
+                opts.push(a.clone());
+            }
             v.push(Subject {
                 name: "python3 --trace".into(),
                 prog: prog.into(),
                 args,
                 elfpack_opts: opts,
                 no_chroot_start: None,
+                needs_etc: false,
                 statics: vec![],
                 peers: false,
             });
