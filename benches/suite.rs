@@ -104,6 +104,8 @@ struct Suite {
     /// Findings worth a line under the table (peers that fail, checks done).
     notes: Vec<String>,
     checks: usize,
+    /// The scratch directory, shortened to $TMP in the notes.
+    tmp: String,
 }
 
 impl Suite {
@@ -770,28 +772,28 @@ fn peer_versions(peers: &Path, installed_note: &[String]) -> Vec<Peer> {
             .unwrap_or_default();
         format!("not installed{extra}")
     };
-    let magicpak_version = || {
-        // magicpak has no --version: read cargo's install records.
-        let home = std::env::var("HOME").unwrap_or_default();
-        [
-            peers.join(".crates.toml"),
-            Path::new(&home).join(".cargo/.crates.toml"),
-        ]
-        .iter()
-        .filter_map(|p| std::fs::read_to_string(p).ok())
-        .find_map(|t| {
-            t.lines()
-                .find(|l| l.starts_with("\"magicpak "))
-                .and_then(|l| l.split(' ').nth(1).map(str::to_string))
-        })
-        .unwrap_or_default()
+    let magicpak_version = |bin: &Path| {
+        // magicpak has no --version: read cargo's install records beside it.
+        let root = bin
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("/"));
+        [root.join(".crates.toml"), peers.join(".crates.toml")]
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(p).ok())
+            .find_map(|t| {
+                t.lines()
+                    .find(|l| l.starts_with("\"magicpak "))
+                    .and_then(|l| l.split(' ').nth(1).map(str::to_string))
+            })
+            .unwrap_or_default()
     };
     let mut v = Vec::new();
     for name in ["staticx", "exodus", "magicpak"] {
         let bin = find_bin(name, peers).ok_or_else(|| why(name));
         let version = match (&bin, name) {
             (Err(_), _) => String::new(),
-            (Ok(_), "magicpak") => magicpak_version(),
+            (Ok(b), "magicpak") => magicpak_version(b),
             (Ok(b), _) => output(&b.display().to_string(), &["--version"])
                 .or_else(|| {
                     // exodus has no --version: ask the pip beside it.
@@ -1083,6 +1085,7 @@ fn main() {
     let _ = std::fs::create_dir_all(env!("CARGO_TARGET_TMPDIR"));
     let t = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let d = t.path();
+    su.tmp = d.display().to_string();
     let musl = output("musl-gcc", &["--version"]).is_some();
     if !musl {
         su.notes
@@ -1233,13 +1236,20 @@ fn table(o: &Opts, su: &Suite, peers: &[Peer], variants: &[String], took: Durati
         } else {
             None
         };
+        let missing = peer.and_then(|p| {
+            let name = p.split(' ').next().unwrap_or("");
+            peers
+                .iter()
+                .any(|x| x.name == name && x.bin.is_err())
+                .then(|| format!("{name}: not installed"))
+        });
         let vs = peer
             .and_then(|p| {
                 su.rows
                     .iter()
                     .find(|x| x.subject == r.subject && x.tool == p)
             })
-            .map_or("-".to_string(), |p| {
+            .map_or(missing.unwrap_or("-".to_string()), |p| {
                 format!(
                     "{}: {}, {}, {}, {}, {}",
                     p.tool.split(' ').next().unwrap_or(""),
@@ -1284,7 +1294,7 @@ fn table(o: &Opts, su: &Suite, peers: &[Peer], variants: &[String], took: Durati
         o.runs,
     );
     for n in &su.notes {
-        s += &format!("\n- {n}");
+        s += &format!("\n- {}", n.replace(&su.tmp, "$TMP"));
     }
     if !su.notes.is_empty() {
         s += "\n";
@@ -1292,7 +1302,7 @@ fn table(o: &Opts, su: &Suite, peers: &[Peer], variants: &[String], took: Durati
     if !su.failures.is_empty() {
         s += "\nFAILED:\n";
         for f in &su.failures {
-            s += &format!("- {f}\n");
+            s += &format!("- {}\n", f.replace(&su.tmp, "$TMP"));
         }
     }
     s
