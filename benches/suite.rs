@@ -17,7 +17,8 @@
 //! already on PATH or in ~/.cargo/bin). A peer that is missing says
 //! "not installed"; one whose packed program fails says so in its row.
 //!
-//! The markdown table goes to stdout and to target/bench-report.md. Any
+//! The markdown table goes to stdout and to target/bench-report.md (a
+//! `--quick` or `--only` run: bench-report-quick.md, bench-report-only.md). Any
 //! measured elfpack command, fixture build or check that fails makes the
 //! suite exit 1 (after printing what it has).
 //!
@@ -1114,9 +1115,15 @@ fn main() {
     }
     let report = table(&o, &su, &peers, &variants, started.elapsed());
     print!("{report}");
-    let _ = std::fs::write(target.join("bench-report.md"), &report);
+    // Only a full run replaces the full table.
+    let file = match (o.quick, o.only.is_empty()) {
+        (true, _) => "bench-report-quick.md",
+        (false, false) => "bench-report-only.md",
+        (false, true) => "bench-report.md",
+    };
+    let _ = std::fs::write(target.join(file), &report);
     eprintln!(
-        "suite: {} checks, {} failures, {:.0} s; table also in target/bench-report.md",
+        "suite: {} checks, {} failures, {:.0} s; table also in target/{file}",
         su.checks,
         su.failures.len(),
         started.elapsed().as_secs_f64()
