@@ -13,9 +13,13 @@ fn main() {
     println!("cargo:rerun-if-changed=stub/src");
     println!("cargo:rerun-if-changed=stub/Cargo.toml");
     println!("cargo:rerun-if-changed=stub/build.rs");
+    println!("cargo:rerun-if-changed=stub/decode");
+    println!("cargo:rerun-if-changed=stub/.cargo");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let target_dir = out.join("stub-target");
     let mut cmd = Command::new(cargo);
+    // From stub/, so that stub/.cargo/config.toml (its rustflags) applies.
+    cmd.current_dir(manifest.parent().unwrap());
     cmd.args(["build", "--release", "--quiet", "--manifest-path"])
         .arg(&manifest)
         .arg("--target-dir")

@@ -140,12 +140,12 @@ fn packed_programs_run_in_every_root() {
     let cancel = compile(&bins, "cancel.c", &["-pthread"]);
     let mut packed = Vec::new();
     for (prog, compress) in [
-        (hello.as_path(), "max"),
-        (&nss, "fast"),
+        (hello.as_path(), "small"),
+        (&nss, "max"),
         (&cancel, "fast"),
-        (Path::new("/usr/bin/curl"), "fast"),
+        (Path::new("/usr/bin/curl"), "small"),
         (Path::new("/usr/bin/git"), "fast"),
-        (Path::new("/usr/bin/ls"), "fast"),
+        (Path::new("/usr/bin/ls"), "small"),
         (Path::new("/usr/bin/getent"), "fast"),
         (Path::new("/usr/bin/openssl"), "fast"),
         (Path::new("/usr/bin/sqlite3"), "none"),
@@ -347,31 +347,53 @@ fn corrupted_and_truncated_files_never_run() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
     let hello = compile(d, "hello.c", &[]);
-    let packed = d.join("hello.packed");
-    pack(&hello, &packed, "max");
-    let data = std::fs::read(&packed).unwrap();
-    let cache = d.join("cache");
-    let corrupt = d.join("corrupt");
-    let mut bad = data.clone();
-    let mid = data.len() - 64 - 1000;
-    bad[mid] ^= 0x55;
-    std::fs::write(&corrupt, &bad).unwrap();
-    let truncated = d.join("truncated");
-    std::fs::write(&truncated, &data[..data.len() - 5000]).unwrap();
-    for (f, word) in [(&corrupt, "corrupted"), (&truncated, "truncated")] {
-        std::fs::set_permissions(f, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        let o = Command::new(f)
-            .env("ELFPACK_CACHE_DIR", &cache)
-            .output()
-            .unwrap();
-        assert_eq!(o.status.code(), Some(127));
-        assert!(o.stdout.is_empty());
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(err.contains(word), "{err}");
-        assert!(
-            !cache.exists() || std::fs::read_dir(&cache).unwrap().next().is_none(),
-            "nothing extracted"
-        );
+    for compress in ["small", "max", "fast"] {
+        let packed = d.join(format!("hello.{compress}"));
+        pack(&hello, &packed, compress);
+        let data = std::fs::read(&packed).unwrap();
+        let trailer = &data[data.len() - 64..];
+        let payload_off = u64::from_le_bytes(trailer[8..16].try_into().unwrap()) as usize;
+        let chunks = u32::from_le_bytes(trailer[36..40].try_into().unwrap()) as usize;
+        if compress == "small" {
+            assert_eq!(
+                chunks, 2,
+                "libc and the loader are split for parallel decoding"
+            );
+        }
+        let table = data.len() - 64 - 32 * chunks;
+        let cache = d.join("cache");
+        // A flipped byte in the first chunk, the last chunk, the chunk table.
+        let mut files = Vec::new();
+        for (name, at) in [
+            ("first", payload_off + 100),
+            ("last", table - 1000),
+            ("table", table + 3),
+        ] {
+            let mut bad = data.clone();
+            bad[at] ^= 0x55;
+            let f = d.join(format!("corrupt-{name}-{compress}"));
+            std::fs::write(&f, &bad).unwrap();
+            files.push((f, "corrupted"));
+        }
+        let truncated = d.join(format!("truncated-{compress}"));
+        std::fs::write(&truncated, &data[..data.len() - 5000]).unwrap();
+        files.push((truncated, "truncated"));
+        for (f, word) in &files {
+            std::fs::set_permissions(f, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+            let o = Command::new(f)
+                .env("ELFPACK_CACHE_DIR", &cache)
+                .output()
+                .unwrap();
+            assert_eq!(o.status.code(), Some(127), "{f:?}");
+            assert!(o.stdout.is_empty());
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(err.contains(word), "{f:?}: {err}");
+            assert!(
+                !cache.exists() || std::fs::read_dir(&cache).unwrap().next().is_none(),
+                "nothing extracted"
+            );
+        }
     }
 }
 

@@ -1,22 +1,29 @@
 //! The single-file format, shared with the launcher in `stub/src/main.rs`.
 //!
 //! ```text
-//! [stub ELF][payload = compressed archive][trailer, 64 bytes]
-//! trailer: "ELFPACK1" | payload_off u64 | payload_len u64 | raw_len u64
-//!          | codec u32 (0 none, 1 lz4 block, 2 xz+BCJ) | xz dict size u32
-//!          | FNV-1a-64 of the payload u64 | cache key: 16 bytes of SHA-256(archive)
-//! archive: "EPA1" | count u32 | program record index u32 | prefix length u32
+//! [stub ELF][payload = chunk 0 .. chunk n-1, chunk table][trailer, 64 bytes]
+//! trailer: "ELFPACK2" | payload_off u64 | payload_len u64 | raw_len u64
+//!          | codec u32 (0 none, 1 lz4 block, 2 LZMA after the x86 filter)
+//!          | chunk count u32 | FNV-1a-64 of the chunk table u64
+//!          | cache key: 16 bytes of SHA-256(archive)
+//! chunk table: per chunk, comp_len u64 | raw_len u64 | FNV-1a-64 of the
+//!          compressed chunk u64 | LZMA properties u8 | 7 zero bytes
+//! archive (the chunks' raw bytes, concatenated):
+//!          "EPA1" | count u32 | program record index u32 | prefix length u32
 //!          | interpreter slot u32 | rpath slot u32
 //!          then `count` records: kind u8 (0 dir, 1 file, 2 symlink) | mode u32
 //!          | path_len u32 | data_len u64 | relative path | data
 //! ```
-//! The program's PT_INTERP and DT_RPATH hold a placeholder prefix followed by
+//! Chunks hold whole records, so the launcher can decode them in parallel
+//! into one buffer, each checked against its own checksum first. The
+//! program's PT_INTERP and DT_RPATH hold a placeholder prefix followed by
 //! `/lib/...`; the slots are their offsets in the program's data. The
 //! launcher overwrites the prefix with the real cache directory. The record
 //! `.elfpack-entry` holds the path of the program to exec, `.elfpack-preload`
 //! the libraries in load order (for running from memory without a cache).
 
-pub const MAGIC: &[u8; 8] = b"ELFPACK1";
+pub const MAGIC: &[u8; 8] = b"ELFPACK2";
+pub const CHUNK_ENTRY_LEN: usize = 32;
 pub const ARCHIVE_MAGIC: &[u8; 4] = b"EPA1";
 pub const TRAILER_LEN: usize = 64;
 pub const ENTRY_RECORD: &str = ".elfpack-entry";
@@ -43,7 +50,8 @@ pub struct ArchiveHeader {
     pub slots: [u32; 2],
 }
 
-pub fn archive(h: &ArchiveHeader, records: &[Record]) -> Vec<u8> {
+/// The archive bytes, and where each record starts in them.
+pub fn archive(h: &ArchiveHeader, records: &[Record]) -> (Vec<u8>, Vec<usize>) {
     let mut out = Vec::with_capacity(
         records
             .iter()
@@ -61,7 +69,9 @@ pub fn archive(h: &ArchiveHeader, records: &[Record]) -> Vec<u8> {
     ] {
         out.extend_from_slice(&v.to_le_bytes());
     }
+    let mut starts = Vec::with_capacity(records.len());
     for r in records {
+        starts.push(out.len());
         out.push(r.kind as u8);
         out.extend_from_slice(&r.mode.to_le_bytes());
         out.extend_from_slice(&(r.path.len() as u32).to_le_bytes());
@@ -69,7 +79,7 @@ pub fn archive(h: &ArchiveHeader, records: &[Record]) -> Vec<u8> {
         out.extend_from_slice(r.path.as_bytes());
         out.extend_from_slice(r.data);
     }
-    out
+    (out, starts)
 }
 
 pub struct Trailer {
@@ -77,8 +87,8 @@ pub struct Trailer {
     pub payload_len: u64,
     pub raw_len: u64,
     pub codec: u32,
-    pub dict_size: u32,
-    pub hash: u64,
+    pub chunks: u32,
+    pub table_hash: u64,
     pub key: [u8; 16],
 }
 
@@ -90,11 +100,21 @@ impl Trailer {
         t[16..24].copy_from_slice(&self.payload_len.to_le_bytes());
         t[24..32].copy_from_slice(&self.raw_len.to_le_bytes());
         t[32..36].copy_from_slice(&self.codec.to_le_bytes());
-        t[36..40].copy_from_slice(&self.dict_size.to_le_bytes());
-        t[40..48].copy_from_slice(&self.hash.to_le_bytes());
+        t[36..40].copy_from_slice(&self.chunks.to_le_bytes());
+        t[40..48].copy_from_slice(&self.table_hash.to_le_bytes());
         t[48..64].copy_from_slice(&self.key);
         t
     }
+}
+
+/// One chunk table entry.
+pub fn chunk_entry(comp: &[u8], raw_len: u64, props: u8) -> [u8; CHUNK_ENTRY_LEN] {
+    let mut e = [0u8; CHUNK_ENTRY_LEN];
+    e[..8].copy_from_slice(&(comp.len() as u64).to_le_bytes());
+    e[8..16].copy_from_slice(&raw_len.to_le_bytes());
+    e[16..24].copy_from_slice(&fnv1a(comp).to_le_bytes());
+    e[24] = props;
+    e
 }
 
 /// FNV-1a 64: the launcher's integrity check (it must stay tiny and fast).

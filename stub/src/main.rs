@@ -17,6 +17,8 @@
 
 mod sys;
 
+use elfpack_decode::{bcj, lzma};
+
 use core::arch::global_asm;
 
 use sys::*;
@@ -31,6 +33,11 @@ global_asm!(
     "ud2",
 );
 
+/// Referenced by libcore's unwind tables when the launcher is not built with
+/// LTO (it is not: see Cargo.toml); never called, since panics abort.
+#[unsafe(no_mangle)]
+extern "C" fn rust_eh_personality() {}
+
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
     write(2, b"elfpack: internal error in the launcher\n");
@@ -38,7 +45,10 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
 }
 
 const TRAILER: usize = 64;
-const MAGIC: &[u8; 8] = b"ELFPACK1";
+const MAGIC: &[u8; 8] = b"ELFPACK2";
+const CHUNK_ENTRY: usize = 32;
+/// Stack of each decoding child: the LZMA model (~30 KiB) and little else.
+const CHILD_STACK: usize = 256 << 10;
 const AT_EXECFN: usize = 31;
 const PATH_MAX: usize = 4096;
 
@@ -162,8 +172,8 @@ struct Trailer {
     payload_len: u64,
     raw_len: u64,
     codec: u32,
-    dict_size: u32,
-    hash: u64,
+    chunks: u32,
+    table_hash: u64,
     key: [u8; 32],
 }
 
@@ -236,8 +246,8 @@ unsafe extern "C" fn stub_main(sp: *const usize) -> ! {
         payload_len: u64_at(&t, 16),
         raw_len: u64_at(&t, 24),
         codec: u32_at(&t, 32),
-        dict_size: u32_at(&t, 36),
-        hash: u64_at(&t, 40),
+        chunks: u32_at(&t, 36),
+        table_hash: u64_at(&t, 40),
         key,
     };
     if tr.payload_off.checked_add(tr.payload_len) != Some(size - TRAILER as u64) {
@@ -559,8 +569,53 @@ fn complete(fin: &Path) -> bool {
         && matches!(lstat(m.c()), Ok((mode, uid, _)) if mode & S_IFMT == S_IFREG && uid == geteuid())
 }
 
-/// Checks and decompresses the payload into fresh memory.
+/// One chunk to decode: its compressed bytes, where its output goes, and
+/// (written by whoever decodes it) whether that worked.
+struct Job {
+    src: &'static [u8],
+    out: &'static mut [u8],
+    codec: u32,
+    props: u8,
+    hash: u64,
+}
+
+impl Job {
+    /// Checks the chunk against its checksum before decoding anything.
+    fn run(&mut self) -> bool {
+        if fnv1a(self.src) != self.hash {
+            return false;
+        }
+        match self.codec {
+            0 if self.src.len() == self.out.len() => {
+                self.out.copy_from_slice(self.src);
+                true
+            }
+            1 => lz4_flex::block::decompress_into(self.src, self.out)
+                .is_ok_and(|n| n == self.out.len()),
+            2 => {
+                let ok = lzma::decode(self.src, self.props, self.out);
+                bcj::decode(self.out);
+                ok
+            }
+            _ => false,
+        }
+    }
+}
+
+extern "C" fn run_job(job: *mut u8) -> ! {
+    let job = unsafe { &mut *(job as *mut Job) };
+    exit_task(if job.run() { 0 } else { 1 })
+}
+
+/// Checks and decompresses the payload into fresh memory: chunk 0 here,
+/// every other chunk at the same time in a child sharing this memory.
 fn unpack(ctx: &Ctx, fd: isize, tr: &Trailer, me: &Path) -> &'static mut [u8] {
+    let corrupted = || -> ! {
+        die(&[
+            me.bytes(),
+            b": the payload is corrupted (checksum mismatch or bad data); nothing was run",
+        ])
+    };
     let packed = mmap_anon(tr.payload_len as usize).unwrap_or_else(|| die(&[b"out of memory"]));
     let mut got = 0usize;
     while got < packed.len() {
@@ -570,45 +625,78 @@ fn unpack(ctx: &Ctx, fd: isize, tr: &Trailer, me: &Path) -> &'static mut [u8] {
         }
         got += r as usize;
     }
-    if fnv1a(packed) != tr.hash {
-        die(&[
-            me.bytes(),
-            b": the payload is corrupted (checksum mismatch); nothing was run",
-        ]);
+    let n = tr.chunks as usize;
+    let Some(table_at) = n
+        .checked_mul(CHUNK_ENTRY)
+        .filter(|&t| n > 0 && t <= packed.len())
+        .map(|t| packed.len() - t)
+    else {
+        corrupted()
+    };
+    let (packed, table) = packed.split_at_mut(table_at);
+    if fnv1a(table) != tr.table_hash {
+        corrupted();
     }
     let raw = mmap_anon(tr.raw_len as usize).unwrap_or_else(|| die(&[b"out of memory"]));
-    ctx.say(&[b"decompressing"]);
-    let ok = match tr.codec {
-        0 if packed.len() == raw.len() => {
-            raw.copy_from_slice(packed);
-            true
+    let jobs =
+        mmap_anon(n * core::mem::size_of::<Job>()).unwrap_or_else(|| die(&[b"out of memory"]));
+    let jobs = unsafe { core::slice::from_raw_parts_mut(jobs.as_mut_ptr() as *mut Job, n) };
+    // The jobs own disjoint pieces of `raw` until they are all done.
+    let mut dst: &'static mut [u8] =
+        unsafe { core::slice::from_raw_parts_mut(raw.as_mut_ptr(), raw.len()) };
+    let mut src: &'static [u8] = packed;
+    for (k, e) in table.chunks_exact(CHUNK_ENTRY).enumerate() {
+        let (comp, len) = (u64_at(e, 0) as usize, u64_at(e, 8) as usize);
+        if comp > src.len() || len > dst.len() {
+            corrupted();
         }
-        1 => lz4_flex::block::decompress_into(packed, raw).is_ok_and(|n| n == raw.len()),
-        2 => {
-            let dict = mmap_anon(tr.dict_size as usize).unwrap_or_else(|| die(&[b"out of memory"]));
-            let mut dec = xz4rust::XzDecoder::with_fixed_size_dict(dict);
-            let (mut i, mut o) = (0usize, 0usize);
-            loop {
-                match dec.decode(&packed[i..], &mut raw[o..]) {
-                    Ok(xz4rust::XzNextBlockResult::NeedMoreData(a, b)) => {
-                        i += a;
-                        o += b;
-                        if a == 0 && b == 0 {
-                            break false;
-                        }
-                    }
-                    Ok(xz4rust::XzNextBlockResult::EndOfStream(_, b)) => break o + b == raw.len(),
-                    Err(_) => break false,
-                }
+        let (s, rest) = src.split_at(comp);
+        let (d, rest_out) = core::mem::take(&mut dst).split_at_mut(len);
+        src = rest;
+        dst = rest_out;
+        let job = Job {
+            src: s,
+            out: d,
+            codec: tr.codec,
+            props: e[24],
+            hash: u64_at(e, 16),
+        };
+        unsafe { core::ptr::write(&mut jobs[k], job) };
+    }
+    if !src.is_empty() || !dst.is_empty() {
+        corrupted();
+    }
+    let mut n = Path::new();
+    n.num(jobs.len() as u64);
+    ctx.say(&[b"decompressing ", n.bytes(), b" chunk(s) in parallel"]);
+    let mut children = [0isize; 16];
+    for (k, job) in jobs.iter_mut().enumerate().skip(1) {
+        let stack = mmap_anon(CHILD_STACK);
+        let pid = match stack {
+            Some(st) if k < children.len() => unsafe {
+                spawn(
+                    st.as_mut_ptr().add(CHILD_STACK),
+                    run_job,
+                    job as *mut Job as *mut u8,
+                )
+            },
+            _ => -1,
+        };
+        if pid <= 0 {
+            // No child: decode it here, after the others.
+            if !job.run() {
+                corrupted();
             }
+        } else {
+            children[k] = pid;
         }
-        _ => false,
-    };
+    }
+    let mut ok = jobs[0].run();
+    for &pid in children.iter().filter(|&&p| p > 0) {
+        ok &= wait_child(pid);
+    }
     if !ok {
-        die(&[
-            me.bytes(),
-            b": the payload does not decompress; the file is corrupted",
-        ]);
+        corrupted();
     }
     raw
 }

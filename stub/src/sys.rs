@@ -210,3 +210,69 @@ pub unsafe extern "C" fn strlen(s: *const u8) -> usize {
     }
     n
 }
+
+/// Starts `f(arg)` in a child process that shares our memory (clone with
+/// CLONE_VM and no exit signal, so an inherited SIGCHLD=SIG_IGN cannot
+/// reap it behind our back) on the stack ending at `stack_top` (16-byte
+/// aligned). Returns the child's pid or a negative errno.
+///
+/// # Safety
+/// `f` must never return and must only touch memory the parent leaves alone
+/// until [`wait_child`] returns.
+pub unsafe fn spawn(stack_top: *mut u8, f: extern "C" fn(*mut u8) -> !, arg: *mut u8) -> isize {
+    const CLONE_VM: usize = 0x100;
+    let ret: isize;
+    unsafe {
+        asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            // The child, on its own stack.
+            "mov rdi, r13",
+            "call r12",
+            "ud2",
+            "2:",
+            inlateout("rax") 56isize => ret,
+            in("rdi") CLONE_VM,
+            in("rsi") stack_top,
+            in("rdx") 0,
+            in("r10") 0,
+            in("r8") 0,
+            in("r12") f,
+            in("r13") arg,
+            lateout("rcx") _,
+            lateout("r11") _,
+        );
+    }
+    ret
+}
+
+/// Waits for a child started by [`spawn`]; true if it exited with status 0.
+pub fn wait_child(pid: isize) -> bool {
+    const WALL: usize = 0x4000_0000;
+    let mut status: i32 = -1;
+    loop {
+        let r = unsafe {
+            syscall6(
+                61,
+                pid as usize,
+                &mut status as *mut i32 as usize,
+                WALL,
+                0,
+                0,
+                0,
+            )
+        };
+        if r == -4 {
+            continue; // EINTR
+        }
+        return r == pid && status == 0;
+    }
+}
+
+/// `exit` of this task only (the child of [`spawn`]).
+pub fn exit_task(code: i32) -> ! {
+    loop {
+        sys(60, code as usize, 0, 0);
+    }
+}

@@ -1,0 +1,32 @@
+//! The x86 branch filter applied before compression; the launcher undoes it
+//! (`stub/src/bcj.rs`).
+//!
+//! Machine code calls the same functions from many places; as rel32
+//! displacements those calls are all different bytes, as absolute targets
+//! they repeat, and LZMA finds them. Only displacements within ±16 MiB are
+//! rewritten (their top byte is 00 or FF, and so is the rewritten value's, a
+//! 25-bit sign-extended address), which keeps the filter reversible without
+//! side information. The scan skips 5 bytes after every E8/E9 opcode,
+//! rewritten or not, so the decoder, which sees the same opcode bytes,
+//! walks the same positions. Positions count from the start of each chunk.
+
+pub fn encode(b: &mut [u8]) {
+    let mut i = 0usize;
+    while i + 5 <= b.len() {
+        if b[i] & 0xFE != 0xE8 {
+            i += 1;
+            continue;
+        }
+        if b[i + 4] == 0 || b[i + 4] == 0xFF {
+            let v = u32::from_le_bytes([b[i + 1], b[i + 2], b[i + 3], b[i + 4]]);
+            let d = v.wrapping_add(i as u32 + 5) & 0x01FF_FFFF;
+            let d = if d & 0x0100_0000 != 0 {
+                d | 0xFE00_0000
+            } else {
+                d
+            };
+            b[i + 1..i + 5].copy_from_slice(&d.to_le_bytes());
+        }
+        i += 5;
+    }
+}
