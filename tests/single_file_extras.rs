@@ -360,3 +360,31 @@ impl Drop for ReadOnly {
         unsafe { libc::umount2(self.0.as_ptr(), libc::MNT_DETACH) };
     }
 }
+
+#[test]
+fn added_programs_run_from_inside_the_single_file() {
+    if !require_root("added program single file") {
+        return;
+    }
+    // sqlite3 is not the entry: it sits under root/ with the bundled loader
+    // and lib dir written into it by the launcher at unpack time.
+    let s = Single::pack(
+        "sh",
+        &[
+            "/bin/sh",
+            "--add",
+            "/usr/bin/sqlite3",
+            "--env",
+            "SQ=${ELFPACK_BUNDLE}/root/usr/bin/sqlite3",
+        ],
+        &[],
+    );
+    let o = s.run(&[], &["-c", "\"$SQ\" :memory: 'select 40+2;'"]);
+    assert_eq!(ok_stdout(&o), "42\n");
+    // The user's own SQ is kept.
+    let o = s.run(
+        &[("SQ", "/nonexistent")],
+        &["-c", "\"$SQ\" :memory: 'select 1;'"],
+    );
+    assert!(!o.status.success(), "{}", describe(&o));
+}
