@@ -120,9 +120,24 @@ pub enum Item {
     Symlink { dest: PathBuf, target: PathBuf },
 }
 
+/// What a prefix bundle (or single file) does with an item; a tree keeps
+/// every item at its own path, so only bundles look at this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// A file at its image path (data, modules loaded by path, programs).
+    Data,
+    /// A library the loader searches for by this name: a bundle keeps it in
+    /// its flat lib dir, where the programs' DT_RPATH points.
+    Library(String),
+    /// The baseline twin of a glibc-hwcaps library: a bundle's flat lib dir
+    /// has room for one copy per name, the one the host's loader picked.
+    Baseline,
+}
+
 #[derive(Debug, Clone)]
 pub struct Added {
     pub item: Item,
+    pub role: Role,
     /// The option that asked for it (`--trace`, `--add SPEC`, ...).
     pub source: String,
     /// Why it is there, for the report.
@@ -196,11 +211,16 @@ pub fn collect(
 
 impl Builder<'_> {
     fn push(&mut self, item: Item, source: &str, why: impl Into<String>) {
+        self.push_as(item, Role::Data, source, why);
+    }
+
+    fn push_as(&mut self, item: Item, role: Role, source: &str, why: impl Into<String>) {
         if !self.items.insert(item.clone()) {
             return;
         }
         self.out.added.push(Added {
             item,
+            role,
             source: source.to_string(),
             why: why.into(),
         });
@@ -283,10 +303,14 @@ impl Builder<'_> {
                 ),
                 Reason::RunTime(r) => format!("{} for {} ({r})", o.name, path.display()),
             };
-            self.push(Item::HostPath(o.path.clone()), source, why);
+            let role = match crate::prefix::lib_name(o) {
+                Ok(name) => Role::Library(name),
+                Err(_) => Role::Data,
+            };
+            self.push_as(Item::HostPath(o.path.clone()), role, source, why);
             if let Some(b) = &o.baseline {
                 let why = format!("baseline copy of {} for any x86-64 CPU", o.path.display());
-                self.push(Item::HostPath(b.clone()), source, why);
+                self.push_as(Item::HostPath(b.clone()), Role::Baseline, source, why);
             }
         }
     }

@@ -24,6 +24,7 @@ pub mod measure;
 pub mod pack;
 pub mod plan;
 pub mod prefix;
+pub mod prefix_root;
 pub mod report;
 pub mod resolve;
 pub mod runtime;

@@ -35,12 +35,6 @@ pub fn prefix_plan(col: &Collection, prefix: &Path) -> Result<Plan> {
     if !prefix.is_absolute() {
         bail!("--prefix {}: must be an absolute path", prefix.display());
     }
-    if let Some(script) = col.programs.iter().find(|p| p.shebang.is_some()) {
-        bail!(
-            "{}: --prefix bundles ELF programs; pack the script's interpreter instead",
-            script.path.display()
-        );
-    }
     let lib = prefix.join("lib");
     let bin = prefix.join("bin");
     let mut plan = Plan::default();
@@ -48,7 +42,11 @@ pub fn prefix_plan(col: &Collection, prefix: &Path) -> Result<Plan> {
     plan.add_dir(&bin, 0o755)?;
     for c in &col.closures {
         let interp = c.interpreter();
-        for o in &c.objects[1..] {
+        // gconv modules live under PREFIX/root (crate::prefix_root).
+        for o in c.objects[1..]
+            .iter()
+            .filter(|o| !o.path.starts_with(crate::runtime::GCONV_DIR))
+        {
             let dest = lib.join(lib_name(o)?);
             let data = std::fs::read(&o.path)
                 .with_context(|| format!("{}: cannot read", o.path.display()))?;
@@ -127,7 +125,7 @@ fn file_name(p: &Path) -> Result<String> {
 
 /// Two different files wanting one name in the flat lib dir cannot both be
 /// found by the loader: refuse rather than ship the wrong one.
-fn add_unique(
+pub(crate) fn add_unique(
     plan: &mut Plan,
     dest: &PathBuf,
     bytes: Vec<u8>,

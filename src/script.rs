@@ -10,6 +10,8 @@ use anyhow::{Context, Result, bail};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shebang {
     pub interpreter: PathBuf,
+    /// The one argument the kernel passes after the interpreter ("" for none).
+    pub arg: String,
     /// For `env NAME` (also `env -S NAME ...`): NAME as found on PATH.
     pub env_target: Option<PathBuf>,
 }
@@ -59,6 +61,7 @@ pub fn read_shebang(path: &Path, search_path: &str) -> Result<Option<Shebang>> {
     };
     Ok(Some(Shebang {
         interpreter,
+        arg: arg.to_string(),
         env_target,
     }))
 }
@@ -89,6 +92,7 @@ mod tests {
             sb,
             Shebang {
                 interpreter: "/bin/sh".into(),
+                arg: "-e".into(),
                 env_target: None
             }
         );

@@ -6,9 +6,10 @@
 //! Most checks come with a control that packs the same program without the
 //! option and expects the run to fail, so a check cannot pass by accident.
 
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const ELFPACK: &str = env!("CARGO_BIN_EXE_elfpack");
@@ -227,26 +228,7 @@ fn added_elf_brings_its_closure_and_globs_expand() {
 #[test]
 fn cgo_program_asks_nss_for_users_and_hosts() {
     let tmp = tempfile::tempdir().unwrap();
-    let bin = tmp.path().join("cgo-lookup");
-    let src = tmp.path().join("src");
-    std::fs::create_dir_all(&src).unwrap();
-    for f in ["main.go", "go.mod"] {
-        std::fs::copy(format!("{FIX}/cgo/{f}"), src.join(f)).unwrap();
-    }
-    let o = Command::new("go")
-        .args(["build", "-tags", "netcgo", "-o"])
-        .arg(&bin)
-        .arg(".")
-        .current_dir(&src)
-        .env("CGO_ENABLED", "1")
-        .env("GOCACHE", tmp.path().join("gocache"))
-        .env("GOPATH", tmp.path().join("gopath"))
-        .env("GOFLAGS", "-mod=mod")
-        .env("GOPROXY", "off")
-        .env("GOTOOLCHAIN", "local")
-        .output()
-        .expect("go (golang-go) is installed");
-    assert!(o.status.success(), "go build: {}", show(&o));
+    let bin = common::build_cgo(tmp.path());
     let bin = bin.to_str().unwrap();
     // A cgo binary is dynamic: it has an interpreter.
     let deps = elfpack(&["deps", bin]);
@@ -269,148 +251,32 @@ fn cgo_program_asks_nss_for_users_and_hosts() {
     );
 }
 
-/// `openssl s_server` on 127.0.0.1, killed when dropped.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let o = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "openssl {args:?}: {}", show(&o));
-}
-
 #[test]
 fn ca_certs_bundle_verifies_a_local_tls_server() {
     let tmp = tempfile::tempdir().unwrap();
-    let t = tmp.path();
-    openssl(
-        t,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=elfpack test CA",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
-    );
-    openssl(
-        t,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "srv.key",
-            "-out",
-            "srv.csr",
-            "-subj",
-            "/CN=localhost",
-        ],
-    );
-    std::fs::write(
-        t.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        t,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "srv.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "srv.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
-    // The bundle: the host's CAs plus the test CA.
-    let mut bundle =
-        std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
-    bundle.push_str(&std::fs::read_to_string(t.join("ca.pem")).unwrap());
-    std::fs::write(t.join("bundle.pem"), bundle).unwrap();
-
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _server = Server(
-        Command::new("timeout")
-            .args(["120", "openssl", "s_server", "-quiet", "-www", "-accept"])
-            .arg(format!("127.0.0.1:{port}"))
-            .args(["-cert", "srv.pem", "-key", "srv.key"])
-            .current_dir(t)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "s_server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let connect = format!("127.0.0.1:{port}");
-    let client = [
-        "/usr/bin/openssl",
-        "s_client",
-        "-connect",
-        &connect,
-        "-verify_return_error",
-        "-verify_ip",
-        "127.0.0.1",
-        "-brief",
-    ];
-    let ca_opt = format!("--ca-certs={}", t.join("bundle.pem").display());
+    let server = common::TlsServer::start(tmp.path());
+    let args = server.client_args();
+    let mut client = vec!["/usr/bin/openssl"];
+    client.extend(args.iter().map(String::as_str));
+    let client = client.as_slice();
+    let ca_opt = format!("--ca-certs={}", server.bundle.display());
     let d = RootD::pack(&["/usr/bin/openssl", &ca_opt], &[]);
     assert!(d.has("/etc/ssl/certs/ca-certificates.crt"));
     assert!(d.has("/usr/lib/ssl/cert.pem"));
-    let o = d.run(&[], &client);
+    let o = d.run(&[], client);
     assert!(o.status.success(), "{}", show(&o));
     assert!(text(&o.stderr).contains("Verification: OK"), "{}", show(&o));
 
     // Controls: without a bundle, and with only the host's, the test CA is unknown.
     let none = RootD::pack(&["/usr/bin/openssl"], &[]);
-    let o = none.run(&[], &client);
+    let o = none.run(&[], client);
     assert!(
         !o.status.success(),
         "verified without any CA?\n{}",
         show(&o)
     );
     let host = RootD::pack(&["/usr/bin/openssl", "--ca-certs"], &[]);
-    let o = host.run(&[], &client);
+    let o = host.run(&[], client);
     assert!(
         !o.status.success(),
         "verified with the host bundle?\n{}",

@@ -244,12 +244,6 @@ fn pack(a: &PackArgs) -> Result<()> {
             bail!("{}: exists (use --force to replace it)", out.display());
         }
     }
-    if (a.prefix.is_some() || single.is_some()) && a.collect.extras.any() {
-        bail!(
-            "--trace, --add, --ca-certs, --tzdata and --locale place files at absolute paths: \
-             use --rootfs, --oci or -o NAME.tar with them (not yet -o FILE or --prefix)"
-        );
-    }
     let (resolver, col, nsswitch) = collect_programs(&a.programs, &a.collect, &a.args)?;
     let opts = RootfsOptions {
         install_to: a.install_to.clone(),
@@ -258,16 +252,42 @@ fn pack(a: &PackArgs) -> Result<()> {
         nsswitch,
         exclude: a.exclude.clone(),
     };
+    let mut launch = crate::prefix_root::Launch::default();
     let mut plan = match (&a.prefix, single) {
         (_, Some(_)) => {
             let prefix = crate::pack::placeholder_prefix();
             let mut plan = crate::prefix::prefix_plan(&col, &prefix)?;
+            launch = crate::prefix_root::add_run_time_files(
+                &mut plan,
+                &col,
+                &prefix,
+                crate::prefix_root::BUNDLE_TOKEN,
+                &a.image.env,
+            )?;
             if !a.no_etc {
                 crate::prefix::add_scratch_etc(&mut plan, &prefix)?;
             }
             plan
         }
-        (Some(prefix), None) => crate::prefix::prefix_plan(&col, prefix)?,
+        (Some(prefix), None) => {
+            let mut plan = crate::prefix::prefix_plan(&col, prefix)?;
+            launch = crate::prefix_root::add_run_time_files(
+                &mut plan,
+                &col,
+                prefix,
+                &prefix.display().to_string(),
+                &a.image.env,
+            )?;
+            if !launch.env.is_empty() {
+                // Nothing runs before a --prefix program to set these.
+                plan.add_data(
+                    &prefix.join("etc/elfpack.env"),
+                    crate::prefix_root::env_file(&launch).into_bytes(),
+                    0o644,
+                )?;
+            }
+            plan
+        }
         (None, None) => layout::rootfs_plan(&col, resolver.ld_cache(), &opts)?,
     };
     if let Some(e) = &a.image.entrypoint {
@@ -289,6 +309,9 @@ fn pack(a: &PackArgs) -> Result<()> {
         );
     }
     warn_all(&col.warnings);
+    if let Some(note) = launch_note(&launch, single.is_some(), a.prefix.as_deref()) {
+        eprintln!("{note}");
+    }
     eprint!(
         "{}",
         crate::extras::summary(&col.extras)
@@ -318,6 +341,7 @@ fn pack(a: &PackArgs) -> Result<()> {
         crate::pack::write_single_file(
             &plan,
             &crate::prefix::load_order(&col)?,
+            &launch,
             f,
             a.compress,
             a.force,
@@ -474,6 +498,31 @@ fn self_test(packed: &PackedRoot, a: &PackArgs) -> Result<()> {
     }
     eprintln!("elfpack: --test: passed");
     Ok(())
+}
+
+/// Tells what a bundle's program will find through its environment, since
+/// a bundle keeps run-time files under its own directory, not at their paths.
+fn launch_note(
+    launch: &crate::prefix_root::Launch,
+    single: bool,
+    prefix: Option<&Path>,
+) -> Option<String> {
+    if launch.env.is_empty() {
+        return None;
+    }
+    let vars: Vec<String> = launch.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    Some(match (single, prefix) {
+        (true, _) => format!(
+            "elfpack: the launcher sets, unless already set: {} (${{ELFPACK_BUNDLE}}: where it unpacks)",
+            vars.join(" ")
+        ),
+        (false, Some(p)) => format!(
+            "elfpack: the bundle's programs need {}: `. {}/etc/elfpack.env` sets them",
+            vars.join(" "),
+            p.display()
+        ),
+        (false, None) => return None,
+    })
 }
 
 fn entrypoint_text(plan: &crate::plan::Plan) -> String {

@@ -29,6 +29,16 @@ pub const TRAILER_LEN: usize = 64;
 pub const ENTRY_RECORD: &str = ".elfpack-entry";
 /// Library names in load order, one a line, for the launcher's memfd mode.
 pub const PRELOAD_RECORD: &str = ".elfpack-preload";
+/// `NAME=VALUE` lines the launcher adds to the environment unless NAME is
+/// set; `${ELFPACK_BUNDLE}` in a value stands for the unpacked directory.
+pub const ENV_RECORD: &str = ".elfpack-env";
+/// For a `#!` script: the argv (one a line, `${ELFPACK_BUNDLE}` expanded)
+/// the launcher execs, its first line being the program; the user's
+/// arguments follow.
+pub const ARGV_RECORD: &str = ".elfpack-argv";
+/// More placeholders to overwrite, besides the header's two slots in the
+/// entry program: (record index u32, offset in its data u32) pairs.
+pub const PATCH_RECORD: &str = ".elfpack-patch";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

@@ -60,10 +60,12 @@ pub struct PackStats {
 }
 
 /// Writes the single file for `plan` (a prefix plan made with
-/// [`placeholder_prefix`]) whose entrypoint is the program to run.
+/// [`placeholder_prefix`]) whose entrypoint is the program to run;
+/// `launch` is what the launcher adds to its environment and argv.
 pub fn write_single_file(
     plan: &Plan,
     load_order: &[String],
+    launch: &crate::prefix_root::Launch,
     out: &Path,
     compression: Compression,
     force: bool,
@@ -136,13 +138,22 @@ pub fn write_single_file(
         path: format::PRELOAD_RECORD,
         data: preload.as_bytes(),
     });
-    let (records, bounds_at) = order_for_chunks(records, compression);
+    let (mut records, bounds_at) = order_for_chunks(records, compression);
     let program = records
         .iter()
         .position(|r| r.path == entry_rel)
-        .expect("the program record survives ordering") as u32;
+        .expect("the program record survives ordering");
+    // After ordering: the patch sites name records by their final index.
+    // Appended, they join the last chunk.
+    let launch_records = launch_records(launch, &records, program)?;
+    records.extend(launch_records.iter().map(|(path, data)| Record {
+        kind: Kind::File,
+        mode: 0o400,
+        path,
+        data,
+    }));
     let header = ArchiveHeader {
-        program,
+        program: program as u32,
         prefix_len: PREFIX_LEN as u32,
         slots,
     };
@@ -219,4 +230,67 @@ fn order_for_chunks(records: Vec<Record>, c: Compression) -> (Vec<Record>, Vec<u
         .filter_map(|c| keyed.iter().position(|((chunk, _, _), _)| *chunk == c))
         .collect();
     (keyed.into_iter().map(|(_, r)| r).collect(), firsts)
+}
+
+/// The records the launcher reads besides the entry: environment defaults,
+/// a `#!` script's argv, and the placeholders in ELF programs other than
+/// the entry (extra programs pointed at the bundled loader).
+fn launch_records(
+    launch: &crate::prefix_root::Launch,
+    records: &[Record],
+    program: usize,
+) -> Result<Vec<(&'static str, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let line_safe = |s: &str, what: &str| -> Result<()> {
+        if s.contains(['\n', '\0']) {
+            bail!("{what} {s:?}: a newline or NUL cannot be passed on");
+        }
+        Ok(())
+    };
+    if !launch.env.is_empty() {
+        let mut env = String::new();
+        for (k, v) in &launch.env {
+            line_safe(k, "environment variable")?;
+            line_safe(v, "environment value")?;
+            env.push_str(&format!("{k}={v}\n"));
+        }
+        out.push((format::ENV_RECORD, env.into_bytes()));
+    }
+    if !launch.argv.is_empty() {
+        for a in &launch.argv {
+            line_safe(a, "argument")?;
+        }
+        out.push((format::ARGV_RECORD, launch.argv.join("\n").into_bytes()));
+    }
+    let needle = placeholder_prefix();
+    let needle = needle.as_os_str().as_encoded_bytes();
+    let mut sites = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        if i == program || r.kind != Kind::File || !r.data.starts_with(b"\x7fELF") {
+            continue;
+        }
+        let mut at = 0;
+        while let Some(pos) = find(&r.data[at..], needle) {
+            sites.extend_from_slice(&(i as u32).to_le_bytes());
+            sites.extend_from_slice(&((at + pos) as u32).to_le_bytes());
+            at += pos + needle.len();
+        }
+    }
+    if !sites.is_empty() {
+        out.push((format::PATCH_RECORD, sites));
+    }
+    Ok(out)
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let first = needle[0];
+    let mut from = 0;
+    while let Some(p) = hay[from..].iter().position(|&b| b == first) {
+        let at = from + p;
+        if hay[at..].starts_with(needle) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }

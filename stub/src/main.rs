@@ -15,6 +15,7 @@
 #![no_std]
 #![no_main]
 
+mod env;
 mod sys;
 
 use elfpack_decode::{bcj, lzma};
@@ -379,26 +380,40 @@ fn run_from_memory(ctx: &Ctx, raw: &[u8]) -> ! {
     } else {
         b"program"
     };
-    let args = mmap_anon((argc + 8) * 8).unwrap_or_else(|| die(&[b"out of memory"]));
-    let args = args.as_mut_ptr() as *mut *const u8;
-    let fixed = [
+    // Files the environment or a script's argv name become memfds too;
+    // directories (TZDIR, PYTHONHOME...) cannot, and are left unset.
+    let mut to_memfd = |rest: &[u8], out: &mut Path| {
+        let rel = rest.strip_prefix(b"/").unwrap_or(rest);
+        let Some(data) = record(raw, Some(rel), 0) else {
+            return false;
+        };
+        let fd = memfd_create(b"elfpack-data\0");
+        write(fd as usize, &raw[data]);
+        fd_path(fd, out);
+        fd >= 0
+    };
+    let rec = |name: &[u8]| record(raw, Some(name), 0).map_or(&[][..], |r| &raw[r]);
+    let (env_rec, argv_rec) = (rec(b".elfpack-env"), rec(b".elfpack-argv"));
+    let mut base = env::Base::Mem(&mut to_memfd);
+    let mut arena = env::Arena::new(1 << 20);
+    let envp = env::envp(ctx, &mut arena, env_rec, &mut base);
+    let mut args = arena.ptrs(argc + env::lines(argv_rec).count() + 8);
+    for a in [
         loader,
         intern(&[b"--argv0"]),
         intern(&[argv0]),
         intern(&[b"--preload"]),
         intern(&[list.bytes()]),
         program,
-    ];
+    ] {
+        args.push(a);
+    }
+    // A #! script: the program is its interpreter; the rest of its argv.
+    env::push_lines(&mut arena, argv_rec, 1, &mut base, &mut args);
+    args.extend(ctx.argv, 1);
     unsafe {
-        for (k, a) in fixed.iter().enumerate() {
-            *args.add(k) = *a;
-        }
-        for k in 1..argc {
-            *args.add(fixed.len() + k - 1) = *ctx.argv.add(k);
-        }
-        *args.add(fixed.len() + argc.max(1) - 1) = core::ptr::null();
         ctx.say(&[b"exec the loader from memory"]);
-        let r = execve(cstr(loader), args as *const *const u8, ctx.envp);
+        let r = execve(cstr(loader), args.p as *const *const u8, envp);
         let mut n = Path::new();
         n.num((-r) as u64);
         die(&[
@@ -780,17 +795,20 @@ fn write_tree(ctx: &Ctx, raw: &mut [u8], tmp: &Path, fin: &Path) -> bool {
         return false;
     }
     for slot in h.slots {
-        let at = range.start + slot;
-        let field = &mut raw[at..range.end];
-        let Some(nul) = field.iter().position(|&b| b == 0) else {
-            return false;
-        };
-        if nul < h.prefix_len {
+        if !patch(raw, range.clone(), slot, h.prefix_len, fin) {
             return false;
         }
-        // The string is PREFIX + suffix; the suffix moves left after `fin`.
-        field.copy_within(h.prefix_len..=nul, fin.len);
-        field[..fin.len].copy_from_slice(fin.bytes());
+    }
+    // Other ELF programs of the bundle (run by the program) carry the
+    // placeholder too.
+    for at in record(raw, Some(b".elfpack-patch"), 0)
+        .unwrap_or(0..0)
+        .step_by(8)
+    {
+        let (index, slot) = (u32_at(raw, at) as usize, u32_at(raw, at + 4) as usize);
+        if !record(raw, None, index).is_some_and(|t| patch(raw, t, slot, h.prefix_len, fin)) {
+            return false;
+        }
     }
     let base = tmp.len;
     let mut path = Path::new();
@@ -841,6 +859,47 @@ fn write_tree(ctx: &Ctx, raw: &mut [u8], tmp: &Path, fin: &Path) -> bool {
     fd >= 0 && chmod(tmp.c(), 0o700) >= 0
 }
 
+/// The data of the file record called `path`, or of record `index` when
+/// `path` is None.
+fn record(raw: &[u8], path: Option<&[u8]>, index: usize) -> Option<core::ops::Range<usize>> {
+    let mut found = None;
+    records(raw, |i, kind, _, rel, data| {
+        if found.is_none() && kind == 1 && path.map_or(i == index, |p| p == rel) {
+            found = Some(data);
+        }
+        true
+    });
+    found
+}
+
+/// Overwrites the placeholder prefix of the string at `slot` in the record
+/// `range` with `fin`, moving the rest of the string left.
+fn patch(
+    raw: &mut [u8],
+    range: core::ops::Range<usize>,
+    slot: usize,
+    prefix_len: usize,
+    fin: &Path,
+) -> bool {
+    let Some(field) = range
+        .start
+        .checked_add(slot)
+        .and_then(|at| raw.get_mut(at..range.end))
+    else {
+        return false;
+    };
+    let Some(nul) = field.iter().position(|&b| b == 0) else {
+        return false;
+    };
+    if nul < prefix_len {
+        return false;
+    }
+    // The string is PREFIX + suffix; the suffix moves left after `fin`.
+    field.copy_within(prefix_len..=nul, fin.len);
+    field[..fin.len].copy_from_slice(fin.bytes());
+    true
+}
+
 /// Removes what `write_tree` created below `tmp` (deepest first).
 fn remove_tree(raw: &[u8], tmp: &mut Path) {
     let base = tmp.len;
@@ -886,8 +945,23 @@ fn exec(ctx: &Ctx, fin: &Path) -> ! {
     prog.truncate(0);
     prog.push(fin.bytes()).push(b"/").push(rel);
     install_etc(ctx, fin);
+    let mut arena = env::Arena::new(1 << 20);
+    let mut base = env::Base::Dir(fin.bytes());
+    let env_rec = env::read(&mut arena, fin.bytes(), b".elfpack-env");
+    let envp = env::envp(ctx, &mut arena, env_rec, &mut base);
+    let argv_rec = env::read(&mut arena, fin.bytes(), b".elfpack-argv");
+    let mut argv = ctx.argv;
+    if !argv_rec.is_empty() {
+        // A #! script: exec its bundled interpreter as the kernel would.
+        let mut a = arena.ptrs(env::lines(argv_rec).count() + env::count(ctx.argv) + 1);
+        env::push_lines(&mut arena, argv_rec, 0, &mut base, &mut a);
+        a.extend(ctx.argv, 1);
+        prog.truncate(0);
+        prog.push(unsafe { cstr(*a.p) });
+        argv = a.p as *const *const u8;
+    }
     ctx.say(&[b"exec ", prog.bytes()]);
-    let r = execve(prog.c(), ctx.argv, ctx.envp);
+    let r = execve(prog.c(), argv, envp);
     let mut n = Path::new();
     n.num((-r) as u64);
     die(&[

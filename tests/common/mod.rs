@@ -300,3 +300,163 @@ impl Drop for RootD {
         }
     }
 }
+
+/// Builds fixtures/cgo (a CGo program whose user and host lookups go
+/// through glibc's NSS) into `dir`, offline.
+pub fn build_cgo(dir: &Path) -> PathBuf {
+    let bin = dir.join("cgo-lookup");
+    let src = dir.join("cgo-src");
+    std::fs::create_dir_all(&src).unwrap();
+    for f in ["main.go", "go.mod"] {
+        std::fs::copy(format!("{FIXTURES}/cgo/{f}"), src.join(f)).unwrap();
+    }
+    let o = Command::new("go")
+        .args(["build", "-tags", "netcgo", "-o"])
+        .arg(&bin)
+        .arg(".")
+        .current_dir(&src)
+        .env("CGO_ENABLED", "1")
+        .env("GOCACHE", dir.join("gocache"))
+        .env("GOPATH", dir.join("gopath"))
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOPROXY", "off")
+        .env("GOTOOLCHAIN", "local")
+        .output()
+        .expect("go (golang-go) is installed");
+    assert!(o.status.success(), "go build: {}", describe(&o));
+    bin
+}
+
+/// `openssl s_server` on 127.0.0.1 with a certificate from a fresh test CA;
+/// killed when dropped.
+pub struct TlsServer {
+    child: std::process::Child,
+    pub port: u16,
+    /// The host's CA bundle plus the test CA.
+    pub bundle: PathBuf,
+}
+
+impl TlsServer {
+    /// Makes the CA, the server certificate and `bundle.pem` in `dir`.
+    pub fn start(dir: &Path) -> TlsServer {
+        let openssl = |args: &[&str]| {
+            let o = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "openssl {args:?}: {}", describe(&o));
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=elfpack test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "srv.key",
+            "-out",
+            "srv.csr",
+            "-subj",
+            "/CN=localhost",
+        ]);
+        std::fs::write(
+            dir.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "srv.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        let mut bundle =
+            std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
+        bundle.push_str(&std::fs::read_to_string(dir.join("ca.pem")).unwrap());
+        std::fs::write(dir.join("bundle.pem"), bundle).unwrap();
+
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("timeout")
+            .args(["120", "openssl", "s_server", "-quiet", "-www", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-cert", "srv.pem", "-key", "srv.key"])
+            .current_dir(dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = TlsServer {
+            child,
+            port,
+            bundle: dir.join("bundle.pem"),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "s_server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// `openssl s_client` arguments (after the program) that verify the
+    /// server, failing unless its chain verifies.
+    pub fn client_args(&self) -> Vec<String> {
+        [
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{}", self.port),
+            "-verify_return_error",
+            "-verify_ip",
+            "127.0.0.1",
+            "-brief",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
