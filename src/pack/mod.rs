@@ -163,13 +163,19 @@ pub fn write_single_file(
         .chain(std::iter::once(raw.len()))
         .collect();
     bounds.dedup();
-    let (codec, chunks) = compress::compress(&raw, &bounds, compression)?;
+    // The cache key is hashed while the chunks compress.
+    let (digest, compressed) = std::thread::scope(|s| {
+        let digest = s.spawn(|| Sha256::digest(&raw));
+        let compressed = compress::compress(&raw, &bounds, compression);
+        (digest.join().expect("hashing thread panicked"), compressed)
+    });
+    let (codec, chunks) = compressed?;
     let mut table = Vec::with_capacity(chunks.len() * format::CHUNK_ENTRY_LEN);
     for c in &chunks {
         table.extend_from_slice(&format::chunk_entry(&c.data, c.raw_len, c.props));
     }
     let payload_len = chunks.iter().map(|c| c.data.len()).sum::<usize>() + table.len();
-    let key: [u8; 16] = Sha256::digest(&raw)[..16].try_into().unwrap();
+    let key: [u8; 16] = digest[..16].try_into().unwrap();
     let trailer = format::Trailer {
         payload_off: STUB.len() as u64,
         payload_len: payload_len as u64,
