@@ -182,7 +182,7 @@ fn lzma(data: &[u8], extreme: bool) -> Result<(u8, Vec<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pack::{stub_bcj, stub_lzma};
+    use crate::pack::stub_lzma;
 
     fn round_trip(orig: &[u8], c: Compression) {
         let (_, chunks) = compress(orig, &[0, orig.len()], c).unwrap();
@@ -192,7 +192,7 @@ mod tests {
             chunks[0].props,
             &mut out
         ));
-        stub_bcj::decode(&mut out);
+        bcj::decode(&mut out);
         assert!(
             out == orig,
             "the launcher's decoders do not restore the input"
@@ -229,7 +229,7 @@ mod tests {
         let mut b = libc.clone();
         bcj::encode(&mut b);
         assert_ne!(b, libc);
-        stub_bcj::decode(&mut b);
+        bcj::decode(&mut b);
         assert!(b == libc);
     }
 
@@ -248,7 +248,7 @@ mod tests {
         let mut bad = c.data.clone();
         bad[1000] ^= 0x55;
         let ok = stub_lzma::decode(&bad, c.props, &mut out);
-        stub_bcj::decode(&mut out);
+        bcj::decode(&mut out);
         assert!(!ok || out != libc, "a flipped bit went unnoticed");
         assert!(!stub_lzma::decode(&c.data, 9 * 5 * 5, &mut out));
     }
