@@ -284,18 +284,7 @@ fn run_from_memory(ctx: &Ctx, raw: &[u8]) -> ! {
     let Some(h) = header(raw) else {
         die(&[b"the payload's archive is malformed"])
     };
-    let strings = mmap_anon(1 << 16).unwrap_or_else(|| die(&[b"out of memory"]));
-    let mut used = 0usize;
-    let mut intern = |parts: &[&[u8]]| -> *const u8 {
-        let start = used;
-        for p in parts {
-            strings[used..used + p.len()].copy_from_slice(p);
-            used += p.len();
-        }
-        strings[used] = 0;
-        used += 1;
-        strings[start..].as_ptr()
-    };
+    let mut arena = env::Arena::new(1 << 20);
     let mut loader: Option<*const u8> = None;
     let mut program: Option<*const u8> = None;
     let mut preload_order: &[u8] = &[];
@@ -334,9 +323,9 @@ fn run_from_memory(ctx: &Ctx, raw: &[u8]) -> ! {
         if let Some(&(_, fd)) = fds[..nfds].iter().find(|(j, _)| *j == i) {
             fd_path(fd, &mut p);
             if rel.starts_with(b"lib/ld-linux") {
-                loader = Some(intern(&[p.bytes()]));
+                loader = Some(arena.cstr(&[p.bytes()]));
             } else if i == h.program {
-                program = Some(intern(&[p.bytes()]));
+                program = Some(arena.cstr(&[p.bytes()]));
             }
         }
         true
@@ -390,15 +379,14 @@ fn run_from_memory(ctx: &Ctx, raw: &[u8]) -> ! {
     let rec = |name: &[u8]| record(raw, Some(name), 0).map_or(&[][..], |r| &raw[r]);
     let (env_rec, argv_rec) = (rec(b".elfpack-env"), rec(b".elfpack-argv"));
     let mut base = env::Base::Mem(&mut to_memfd);
-    let mut arena = env::Arena::new(1 << 20);
     let envp = env::envp(ctx, &mut arena, env_rec, &mut base);
     let mut args = arena.ptrs(argc + env::lines(argv_rec).count() + 8);
     for a in [
         loader,
-        intern(&[b"--argv0"]),
-        intern(&[argv0]),
-        intern(&[b"--preload"]),
-        intern(&[list.bytes()]),
+        arena.cstr(&[b"--argv0"]),
+        arena.cstr(&[argv0]),
+        arena.cstr(&[b"--preload"]),
+        arena.cstr(&[list.bytes()]),
         program,
     ] {
         args.push(a);
