@@ -31,6 +31,20 @@ pub fn add_scratch_etc(plan: &mut Plan, prefix: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `bytes` (of `src`, read as `info`) without RPATH/RUNPATH, so that every
+/// search starts in the bundle's lib dir.
+pub fn without_rpath(bytes: Vec<u8>, info: &crate::elf::ElfInfo, src: &Path) -> Result<Vec<u8>> {
+    if info.rpath.is_none() && info.runpath.is_none() {
+        return Ok(bytes);
+    }
+    let edits = Edits {
+        remove_rpath: true,
+        ..Default::default()
+    };
+    elfedit::edit_bytes(&bytes, &edits)
+        .with_context(|| format!("{}: cannot remove its RPATH/RUNPATH", src.display()))
+}
+
 pub fn prefix_plan(col: &Collection, prefix: &Path) -> Result<Plan> {
     if !prefix.is_absolute() {
         bail!("--prefix {}: must be an absolute path", prefix.display());
@@ -50,18 +64,7 @@ pub fn prefix_plan(col: &Collection, prefix: &Path) -> Result<Plan> {
             let dest = lib.join(lib_name(o)?);
             let data = std::fs::read(&o.path)
                 .with_context(|| format!("{}: cannot read", o.path.display()))?;
-            let bytes = if o.info.rpath.is_some() || o.info.runpath.is_some() {
-                elfedit::edit_bytes(
-                    &data,
-                    &Edits {
-                        remove_rpath: true,
-                        ..Default::default()
-                    },
-                )
-                .with_context(|| format!("{}: cannot remove its RPATH/RUNPATH", o.path.display()))?
-            } else {
-                data
-            };
+            let bytes = without_rpath(data, &o.info, &o.path)?;
             add_unique(&mut plan, &dest, bytes, 0o755, &o.path)?;
         }
         let prog = c.program();

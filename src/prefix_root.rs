@@ -106,7 +106,10 @@ pub fn add_run_time_files(
             (Role::Library(name), Item::HostPath(p)) => {
                 let bytes =
                     std::fs::read(p).with_context(|| format!("{}: cannot read", p.display()))?;
-                let bytes = without_rpath(bytes, p)?;
+                let bytes = match crate::elf::parse(&bytes) {
+                    Ok(info) => crate::prefix::without_rpath(bytes, &info, p)?,
+                    Err(_) => bytes,
+                };
                 crate::prefix::add_unique(plan, &lib.join(name), bytes, 0o755, p)
                     .with_context(|| format!("{} ({})", a.source, a.why))?;
             }
@@ -338,11 +341,7 @@ fn fix_elf(bytes: Vec<u8>, image_path: &Path, lib: &Path) -> Result<Vec<u8>> {
             force_rpath: true,
             ..Default::default()
         },
-        None if info.rpath.is_some() || info.runpath.is_some() => Edits {
-            remove_rpath: true,
-            ..Default::default()
-        },
-        None => return Ok(bytes),
+        None => return crate::prefix::without_rpath(bytes, &info, image_path),
     };
     elfedit::edit_bytes(&bytes, &edits).with_context(|| {
         format!(
@@ -350,20 +349,6 @@ fn fix_elf(bytes: Vec<u8>, image_path: &Path, lib: &Path) -> Result<Vec<u8>> {
             image_path.display()
         )
     })
-}
-
-fn without_rpath(bytes: Vec<u8>, src: &Path) -> Result<Vec<u8>> {
-    match crate::elf::parse(&bytes) {
-        Ok(info) if info.rpath.is_some() || info.runpath.is_some() => elfedit::edit_bytes(
-            &bytes,
-            &Edits {
-                remove_rpath: true,
-                ..Default::default()
-            },
-        )
-        .with_context(|| format!("{}: cannot remove its RPATH/RUNPATH", src.display())),
-        _ => Ok(bytes),
-    }
 }
 
 fn file_id(p: &Path) -> Option<(u64, u64)> {
