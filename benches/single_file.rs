@@ -123,7 +123,7 @@ fn main() {
             let took = run_ok(Command::new(sx).env("PATH", path).arg(prog).arg(&out));
             theirs.insert(*name, (size(&out), took));
         }
-        for compress in ["small", "max", "fast"] {
+        for compress in ["balanced", "max", "fast"] {
             let out = d.join(format!("{name}.{compress}"));
             let took = run_ok(Command::new(&bin).arg(prog).arg("-o").arg(&out).args([
                 "--compress",
@@ -137,7 +137,7 @@ fn main() {
             };
             println!(
                 "| {name} | {compress}{} | {} B | {:.0} ms | {sx_size} | {sx_time} |",
-                if compress == "small" {
+                if compress == "balanced" {
                     " (default)"
                 } else {
                     ""
@@ -162,7 +162,7 @@ fn main() {
     println!("|---|---|---|");
     println!("| from its --rootfs tree (chroot) | - | {rootfs:.2} ms |");
     let mut starts = std::collections::HashMap::new();
-    for compress in ["small", "max", "fast"] {
+    for compress in ["balanced", "max", "fast"] {
         let packed = d.join(format!("hello.cpp.{compress}"));
         let first = median_ms(
             (0..RUNS)
@@ -193,7 +193,7 @@ fn main() {
         println!("| staticx (extracts every start) | {s:.2} ms | {s:.2} ms |");
     }
 
-    println!("\n## Goals (default = --compress small)\n");
+    println!("\n## Goals (default = --compress balanced)\n");
     println!("| goal | measured | ratio | verdict |");
     println!("|---|---|---|---|");
     let stub = elfpack::pack::STUB.len() as u64;
@@ -204,7 +204,7 @@ fn main() {
         1.0,
     );
     for (name, _) in &programs {
-        let (s, _) = ours[&(*name, "small")];
+        let (s, _) = ours[&(*name, "balanced")];
         let sx = theirs.get(name).map(|t| t.0);
         goal(
             &format!("{name}: default size ≤ staticx"),
@@ -220,7 +220,7 @@ fn main() {
         Some(max as f64 / size(&hello_static) as f64),
         0.76,
     );
-    let (first, later) = starts["small"];
+    let (first, later) = starts["balanced"];
     goal(
         "hello.cpp first start ≤ 0.2 × staticx's start",
         format!(
@@ -236,7 +236,7 @@ fn main() {
         Some(later / rootfs),
         1.2,
     );
-    let (_, pack) = ours[&("curl", "small")];
+    let (_, pack) = ours[&("curl", "balanced")];
     let sx_pack = theirs.get("curl").map(|t| t.1);
     goal(
         "packing curl ≤ 0.5 × staticx's time",

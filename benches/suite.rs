@@ -415,7 +415,7 @@ fn report_output_bytes(r: &serde_json::Value) -> Option<u64> {
 /// there.
 fn single_file_variants(hello: &Path, dir: &Path) -> Vec<String> {
     let mut ok = Vec::new();
-    for v in ["small", "max", "fast", "none"] {
+    for v in ["balanced", "max", "fast", "none"] {
         let f = dir.join(format!("probe-{v}.packed"));
         let packed = Command::new(ELFPACK)
             .arg(hello)

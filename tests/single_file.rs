@@ -140,12 +140,12 @@ fn packed_programs_run_in_every_root() {
     let cancel = compile(&bins, "cancel.c", &["-pthread"]);
     let mut packed = Vec::new();
     for (prog, compress) in [
-        (hello.as_path(), "small"),
+        (hello.as_path(), "balanced"),
         (&nss, "max"),
         (&cancel, "fast"),
-        (Path::new("/usr/bin/curl"), "small"),
+        (Path::new("/usr/bin/curl"), "balanced"),
         (Path::new("/usr/bin/git"), "fast"),
-        (Path::new("/usr/bin/ls"), "small"),
+        (Path::new("/usr/bin/ls"), "balanced"),
         (Path::new("/usr/bin/getent"), "fast"),
         (Path::new("/usr/bin/openssl"), "fast"),
         (Path::new("/usr/bin/sqlite3"), "none"),
@@ -347,14 +347,14 @@ fn corrupted_and_truncated_files_never_run() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
     let hello = compile(d, "hello.c", &[]);
-    for compress in ["small", "max", "fast"] {
+    for compress in ["balanced", "max", "fast"] {
         let packed = d.join(format!("hello.{compress}"));
         pack(&hello, &packed, compress);
         let data = std::fs::read(&packed).unwrap();
         let trailer = &data[data.len() - 64..];
         let payload_off = u64::from_le_bytes(trailer[8..16].try_into().unwrap()) as usize;
         let chunks = u32::from_le_bytes(trailer[36..40].try_into().unwrap()) as usize;
-        if compress == "small" {
+        if compress == "balanced" {
             assert_eq!(
                 chunks, 2,
                 "libc and the loader are split for parallel decoding"

@@ -78,8 +78,8 @@ struct PackArgs {
     /// Write FILE: one self-extracting executable (a reproducible tarball of the tree when FILE ends in .tar).
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: Option<PathBuf>,
-    /// Compression of a single file (-o FILE): small (LZMA in parallel chunks), max (LZMA, one chunk, smallest), fast (LZ4, quickest first start), none.
-    #[arg(long, value_enum, default_value = "small")]
+    /// Compression of a single file (-o FILE): balanced (LZMA in parallel chunks), max (LZMA, one chunk, smallest), fast (LZ4, quickest first start), none.
+    #[arg(long, value_enum, default_value = "balanced")]
     compress: crate::pack::Compression,
     /// Write an OCI image-layout archive (podman load -i, skopeo inspect oci-archive:).
     #[arg(long, value_name = "IMAGE.tar")]

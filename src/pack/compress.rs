@@ -22,10 +22,10 @@ const PRESET_EXTREME: u32 = 0x8000_0000;
 /// Archives below this size are one chunk: splitting them saves little time.
 const SPLIT_ABOVE: usize = 1 << 20;
 
-/// How many chunks `small` cuts an archive into. Two: the parallelism of
+/// How many chunks `balanced` cuts an archive into. Two: the parallelism of
 /// the smallest machines people run containers on, and each further chunk
 /// costs size.
-const SMALL_CHUNKS: usize = 2;
+const BALANCED_CHUNKS: usize = 2;
 
 /// The codec ids in the trailer, shared with the launcher.
 pub const CODEC_NONE: u32 = 0;
@@ -42,7 +42,7 @@ pub struct Chunk {
 /// How many chunks to cut an archive of `raw_len` bytes into.
 pub fn chunk_count(raw_len: usize, c: Compression) -> usize {
     match c {
-        Compression::Small if raw_len > SPLIT_ABOVE => SMALL_CHUNKS,
+        Compression::Balanced if raw_len > SPLIT_ABOVE => BALANCED_CHUNKS,
         _ => 1,
     }
 }
@@ -125,7 +125,7 @@ pub fn compress(raw: &[u8], bounds: &[usize], c: Compression) -> Result<(u32, Ve
     let codec = match c {
         Compression::None => CODEC_NONE,
         Compression::Fast => CODEC_LZ4,
-        Compression::Small | Compression::Max => CODEC_LZMA_BCJ,
+        Compression::Balanced | Compression::Max => CODEC_LZMA_BCJ,
     };
     let pieces: Vec<&[u8]> = bounds.windows(2).map(|w| &raw[w[0]..w[1]]).collect();
     let chunks = std::thread::scope(|s| {
@@ -144,7 +144,7 @@ fn compress_chunk(piece: &[u8], c: Compression) -> Result<Chunk> {
     let (props, data) = match c {
         Compression::None => (0, piece.to_vec()),
         Compression::Fast => (0, lz4_flex::block::compress(piece)),
-        Compression::Small | Compression::Max => {
+        Compression::Balanced | Compression::Max => {
             let mut filtered = piece.to_vec();
             bcj::encode(&mut filtered);
             lzma(&filtered, c == Compression::Max)?
@@ -219,7 +219,7 @@ mod tests {
             &[0xE8, 0, 0, 0, 0],
             &[7u8; 100_000],
         ] {
-            round_trip(input, Compression::Small);
+            round_trip(input, Compression::Balanced);
         }
         round_trip(&libc[..300_000], Compression::Max);
     }
@@ -237,7 +237,7 @@ mod tests {
     #[test]
     fn corrupt_or_short_streams_are_refused() {
         let libc = std::fs::read("/lib/x86_64-linux-gnu/libc.so.6").unwrap();
-        let (_, chunks) = compress(&libc, &[0, libc.len()], Compression::Small).unwrap();
+        let (_, chunks) = compress(&libc, &[0, libc.len()], Compression::Balanced).unwrap();
         let c = &chunks[0];
         let mut out = vec![0u8; libc.len()];
         assert!(stub_lzma::decode(&c.data, c.props, &mut out));
@@ -262,7 +262,7 @@ mod tests {
     fn decoder_survives_mutated_streams() {
         let libc = std::fs::read("/lib/x86_64-linux-gnu/libc.so.6").unwrap();
         let piece = &libc[..200_000];
-        let (_, chunks) = compress(piece, &[0, piece.len()], Compression::Small).unwrap();
+        let (_, chunks) = compress(piece, &[0, piece.len()], Compression::Balanced).unwrap();
         let c = &chunks[0];
         let mut x = 0x9E37_79B9_u32;
         let mut next = || {
