@@ -86,6 +86,8 @@ impl std::fmt::Display for NotElf {
 }
 impl std::error::Error for NotElf {}
 
+pub const MAGIC: &[u8; 4] = b"\x7fELF";
+
 /// True when `path` starts with the ELF magic: a cheap test before parsing.
 pub fn has_elf_magic(path: &Path) -> bool {
     use std::io::Read;
@@ -93,7 +95,7 @@ pub fn has_elf_magic(path: &Path) -> bool {
     File::open(path)
         .and_then(|mut f| f.read_exact(&mut magic))
         .is_ok()
-        && magic == *b"\x7fELF"
+        && magic == *MAGIC
 }
 
 /// Maps and parses `path`. Errors name the file and say what is wrong.

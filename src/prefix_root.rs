@@ -324,7 +324,7 @@ fn script_launch(
 /// dir, and strips other ELF files' RPATH/RUNPATH so their libraries are
 /// looked up in the bundle; gconv modules stay as they are.
 fn fix_elf(bytes: Vec<u8>, image_path: &Path, lib: &Path) -> Result<Vec<u8>> {
-    if !bytes.starts_with(b"\x7fELF") || image_path.starts_with(GCONV_DIR) {
+    if !bytes.starts_with(crate::elf::MAGIC) || image_path.starts_with(GCONV_DIR) {
         return Ok(bytes);
     }
     let Ok(info) = crate::elf::parse(&bytes) else {

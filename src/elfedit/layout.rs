@@ -105,7 +105,7 @@ fn align_up(v: u64, a: u64) -> u64 {
 
 impl<'a> Elf<'a> {
     pub fn parse(data: &'a [u8]) -> Result<Self> {
-        if data.len() < 64 || &data[..4] != b"\x7fELF" {
+        if data.len() < 64 || !data.starts_with(crate::elf::MAGIC) {
             bail!("not an ELF file (or shorter than an ELF header)");
         }
         if data[4] != 2 || data[5] != 1 {

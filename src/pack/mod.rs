@@ -116,9 +116,7 @@ pub fn write_single_file(
     };
     let slot = |suffix: &str| -> Result<u32> {
         let needle = [prefix.as_os_str().as_encoded_bytes(), suffix.as_bytes()].concat();
-        let pos = program_data
-            .windows(needle.len())
-            .position(|w| w == needle.as_slice())
+        let pos = find(program_data, &needle)
             .with_context(|| format!("{entry}: the placeholder for {suffix} is missing"))?;
         Ok(pos as u32)
     };
@@ -271,7 +269,7 @@ fn launch_records(
     let needle = needle.as_os_str().as_encoded_bytes();
     let mut sites = Vec::new();
     for (i, r) in records.iter().enumerate() {
-        if i == program || r.kind != Kind::File || !r.data.starts_with(b"\x7fELF") {
+        if i == program || r.kind != Kind::File || !r.data.starts_with(crate::elf::MAGIC) {
             continue;
         }
         let mut at = 0;
@@ -287,6 +285,7 @@ fn launch_records(
     Ok(out)
 }
 
+/// Where `needle` first occurs in `hay`.
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     let first = needle[0];
     let mut from = 0;

@@ -567,8 +567,8 @@ fn complete(fin: &Path) -> bool {
         && matches!(lstat(m.c()), Ok((mode, uid, _)) if mode & S_IFMT == S_IFREG && uid == geteuid())
 }
 
-/// One chunk to decode: its compressed bytes, where its output goes, and
-/// (written by whoever decodes it) whether that worked.
+/// One chunk to decode: its compressed bytes, its checksum and codec, and
+/// where its output goes.
 struct Job {
     src: &'static [u8],
     out: &'static mut [u8],
@@ -664,9 +664,9 @@ fn unpack(ctx: &Ctx, fd: isize, tr: &Trailer, me: &Path) -> &'static mut [u8] {
     if !src.is_empty() || !dst.is_empty() {
         corrupted();
     }
-    let mut n = Path::new();
-    n.num(jobs.len() as u64);
-    ctx.say(&[b"decompressing ", n.bytes(), b" chunk(s) in parallel"]);
+    let mut count = Path::new();
+    count.num(n as u64);
+    ctx.say(&[b"decompressing ", count.bytes(), b" chunk(s) in parallel"]);
     let mut children = [0isize; 16];
     for (k, job) in jobs.iter_mut().enumerate().skip(1) {
         let stack = mmap_anon(CHILD_STACK);
