@@ -2,11 +2,11 @@
 //!
 //! ```text
 //! [stub ELF][payload = chunk 0 .. chunk n-1, chunk table][trailer, 64 bytes]
-//! trailer: "ELFPACK2" | payload_off u64 | payload_len u64 | raw_len u64
+//! trailer: "ELFPACK3" | payload_off u64 | payload_len u64 | raw_len u64
 //!          | codec u32 (0 none, 1 lz4 block, 2 LZMA after the x86 filter)
-//!          | chunk count u32 | FNV-1a-64 of the chunk table u64
+//!          | chunk count u32 | checksum of the chunk table u64
 //!          | cache key: 16 bytes of SHA-256(archive)
-//! chunk table: per chunk, comp_len u64 | raw_len u64 | FNV-1a-64 of the
+//! chunk table: per chunk, comp_len u64 | raw_len u64 | checksum of the
 //!          compressed chunk u64 | LZMA properties u8 | 7 zero bytes
 //! archive (the chunks' raw bytes, concatenated):
 //!          "EPA1" | count u32 | program record index u32 | prefix length u32
@@ -15,14 +15,14 @@
 //!          | path_len u32 | data_len u64 | relative path | data
 //! ```
 //! Chunks hold whole records, so the launcher can decode them in parallel
-//! into one buffer, each checked against its own checksum first. The
+//! into one buffer, each checked against its own checksum (stub/src/checksum.rs) first. The
 //! program's PT_INTERP and DT_RPATH hold a placeholder prefix followed by
 //! `/lib/...`; the slots are their offsets in the program's data. The
 //! launcher overwrites the prefix with the real cache directory. The record
 //! `.elfpack-entry` holds the path of the program to exec, `.elfpack-preload`
 //! the libraries in load order (for running from memory without a cache).
 
-pub const MAGIC: &[u8; 8] = b"ELFPACK2";
+pub const MAGIC: &[u8; 8] = b"ELFPACK3";
 pub const CHUNK_ENTRY_LEN: usize = 32;
 pub const ARCHIVE_MAGIC: &[u8; 4] = b"EPA1";
 pub const TRAILER_LEN: usize = 64;
@@ -122,14 +122,7 @@ pub fn chunk_entry(comp: &[u8], raw_len: u64, props: u8) -> [u8; CHUNK_ENTRY_LEN
     let mut e = [0u8; CHUNK_ENTRY_LEN];
     e[..8].copy_from_slice(&(comp.len() as u64).to_le_bytes());
     e[8..16].copy_from_slice(&raw_len.to_le_bytes());
-    e[16..24].copy_from_slice(&fnv1a(comp).to_le_bytes());
+    e[16..24].copy_from_slice(&super::checksum::checksum(comp).to_le_bytes());
     e[24] = props;
     e
-}
-
-/// FNV-1a 64: the launcher's integrity check (it must stay tiny and fast).
-pub fn fnv1a(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }

@@ -8,6 +8,8 @@
 /// The x86 branch filter, one file for both directions (the launcher's).
 #[path = "../../stub/src/bcj.rs"]
 mod bcj;
+#[path = "../../stub/src/checksum.rs"]
+mod checksum;
 mod compress;
 pub mod format;
 
@@ -179,7 +181,7 @@ pub fn write_single_file(
         raw_len: raw.len() as u64,
         codec,
         chunks: chunks.len() as u32,
-        table_hash: format::fnv1a(&table),
+        table_hash: checksum::checksum(&table),
         key,
     };
     crate::emit::atomic_write(out, force, |f| {

@@ -16,12 +16,14 @@
 #![no_main]
 
 mod bcj;
+mod checksum;
 mod env;
 mod lzma;
 mod sys;
 
 use core::arch::global_asm;
 
+use checksum::checksum;
 use sys::*;
 
 global_asm!(
@@ -41,7 +43,7 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
 }
 
 const TRAILER: usize = 64;
-const MAGIC: &[u8; 8] = b"ELFPACK2";
+const MAGIC: &[u8; 8] = b"ELFPACK3";
 const CHUNK_ENTRY: usize = 32;
 /// Stack of each decoding child: the LZMA model (~30 KiB) and little else.
 const CHILD_STACK: usize = 256 << 10;
@@ -151,16 +153,6 @@ fn u32_at(b: &[u8], o: usize) -> u32 {
     let mut a = [0u8; 4];
     a.copy_from_slice(&b[o..o + 4]);
     u32::from_le_bytes(a)
-}
-
-/// FNV-1a, 64 bits: enough to notice a truncated or corrupted payload.
-fn fnv1a(data: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in data {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
 }
 
 struct Trailer {
@@ -580,7 +572,7 @@ struct Job {
 impl Job {
     /// Checks the chunk against its checksum before decoding anything.
     fn run(&mut self) -> bool {
-        if fnv1a(self.src) != self.hash {
+        if checksum(self.src) != self.hash {
             return false;
         }
         match self.codec {
@@ -605,15 +597,8 @@ extern "C" fn run_job(job: *mut u8) -> ! {
     exit_task(if job.run() { 0 } else { 1 })
 }
 
-/// Checks and decompresses the payload into fresh memory: chunk 0 here,
-/// every other chunk at the same time in a child sharing this memory.
-fn unpack(ctx: &Ctx, fd: isize, tr: &Trailer, me: &Path) -> &'static mut [u8] {
-    let corrupted = || -> ! {
-        die(&[
-            me.bytes(),
-            b": the payload is corrupted (checksum mismatch or bad data); nothing was run",
-        ])
-    };
+/// The payload read into memory, where the file cannot be mapped.
+fn read_all(fd: isize, tr: &Trailer, me: &Path) -> &'static [u8] {
     let packed = mmap_anon(tr.payload_len as usize).unwrap_or_else(|| die(&[b"out of memory"]));
     let mut got = 0usize;
     while got < packed.len() {
@@ -623,6 +608,20 @@ fn unpack(ctx: &Ctx, fd: isize, tr: &Trailer, me: &Path) -> &'static mut [u8] {
         }
         got += r as usize;
     }
+    packed
+}
+
+/// Checks and decompresses the payload into fresh memory: chunk 0 here,
+/// every other chunk at the same time in a child sharing this memory.
+fn unpack(ctx: &Ctx, fd: isize, tr: &Trailer, me: &Path) -> &'static mut [u8] {
+    let corrupted = || -> ! {
+        die(&[
+            me.bytes(),
+            b": the payload is corrupted (checksum mismatch or bad data); nothing was run",
+        ])
+    };
+    let packed = mmap_file(fd, tr.payload_off, tr.payload_len as usize)
+        .unwrap_or_else(|| read_all(fd, tr, me));
     let n = tr.chunks as usize;
     let Some(table_at) = n
         .checked_mul(CHUNK_ENTRY)
@@ -631,11 +630,11 @@ fn unpack(ctx: &Ctx, fd: isize, tr: &Trailer, me: &Path) -> &'static mut [u8] {
     else {
         corrupted()
     };
-    let (packed, table) = packed.split_at_mut(table_at);
-    if fnv1a(table) != tr.table_hash {
+    let (packed, table) = packed.split_at(table_at);
+    if checksum(table) != tr.table_hash {
         corrupted();
     }
-    let raw = mmap_anon(tr.raw_len as usize).unwrap_or_else(|| die(&[b"out of memory"]));
+    let raw = mmap_big(tr.raw_len as usize).unwrap_or_else(|| die(&[b"out of memory"]));
     let jobs =
         mmap_anon(n * core::mem::size_of::<Job>()).unwrap_or_else(|| die(&[b"out of memory"]));
     let jobs = unsafe { core::slice::from_raw_parts_mut(jobs.as_mut_ptr() as *mut Job, n) };

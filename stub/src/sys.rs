@@ -128,6 +128,42 @@ pub fn mmap_anon(len: usize) -> Option<&'static mut [u8]> {
     Some(unsafe { core::slice::from_raw_parts_mut(p as *mut u8, len) })
 }
 
+/// Fresh memory for megabytes of output, faulted in up front: huge pages
+/// where the kernel allows them (THP "madvise" mode is the default), then
+/// one populate call instead of a page fault per 4 KiB while decoding.
+pub fn mmap_big(len: usize) -> Option<&'static mut [u8]> {
+    const MADV_HUGEPAGE: usize = 14;
+    const MADV_POPULATE_WRITE: usize = 23;
+    let b = mmap_anon(len)?;
+    // Both are hints: older kernels say EINVAL and the faults happen later.
+    sys(28, b.as_mut_ptr() as usize, len, MADV_HUGEPAGE);
+    sys(28, b.as_mut_ptr() as usize, len, MADV_POPULATE_WRITE);
+    Some(b)
+}
+
+/// `len` bytes of `fd` from `off` on, mapped read-only and populated from
+/// the page cache: no copy, and no page faults while reading.
+pub fn mmap_file(fd: isize, off: u64, len: usize) -> Option<&'static [u8]> {
+    const MAP_PRIVATE_POPULATE: usize = 0x02 | 0x8000;
+    let skip = (off & 4095) as usize;
+    let at = off - skip as u64;
+    let p = unsafe {
+        syscall6(
+            9,
+            0,
+            (len + skip).max(1),
+            1,
+            MAP_PRIVATE_POPULATE,
+            fd as usize,
+            at as usize,
+        )
+    };
+    if p < 0 {
+        return None;
+    }
+    Some(unsafe { core::slice::from_raw_parts((p as usize + skip) as *const u8, len) })
+}
+
 /// `lstat`: (mode, uid, size), or the negative errno.
 pub fn lstat(path: &[u8]) -> Result<(u32, u32, u64), isize> {
     let mut st = [0u64; 18];
