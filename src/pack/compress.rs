@@ -211,7 +211,7 @@ mod tests {
                 x ^= x << 13;
                 x ^= x >> 17;
                 x ^= x << 5;
-                [0xE8, 0xE9, 0, 0xFF, x as u8][(x >> 8) as usize % 5]
+                [0xE8, 0xE9, 0x8B, 0x05, 0, 0xFF, x as u8][(x >> 8) as usize % 7]
             })
             .collect();
         for input in [
@@ -219,6 +219,7 @@ mod tests {
             &noise,
             b"a",
             &[0xE8, 0, 0, 0, 0],
+            &[0x8B, 0x05, 0, 0, 0, 0],
             &[7u8; 100_000],
         ] {
             round_trip(input, Compression::Balanced);

@@ -5,7 +5,8 @@
 //! directory, writes that directory into the program's PT_INTERP and
 //! DT_RPATH, and execs the program.
 
-/// The x86 branch filter, one file for both directions (the launcher's).
+/// The x86-64 branch and RIP-relative filter, one file for both directions
+/// (the launcher's).
 #[path = "../../stub/src/bcj.rs"]
 mod bcj;
 #[path = "../../stub/src/checksum.rs"]
@@ -40,7 +41,7 @@ pub enum Compression {
     None,
     /// LZ4: about 1.8 times the size of `max`, decompresses in milliseconds.
     Fast,
-    /// LZMA after an x86 branch filter, in two chunks compressed and
+    /// LZMA after the x86-64 filter, in two chunks compressed and
     /// decompressed in parallel: 0.2-1.3% larger than `max`, packs in about
     /// half its time and first-starts in about two thirds.
     Balanced,
