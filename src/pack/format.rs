@@ -3,7 +3,7 @@
 //! ```text
 //! [stub ELF][payload = chunk 0 .. chunk n-1, chunk table][trailer, 64 bytes]
 //! trailer: "ELFPACK3" | payload_off u64 | payload_len u64 | raw_len u64
-//!          | codec u32 (0 none, 1 lz4 block, 2 LZMA after the x86 filter)
+//!          | codec u32 (0 none, 1 LZ4 block, 2 LZMA; 1 and 2 after the x86 filter)
 //!          | chunk count u32 | checksum of the chunk table u64
 //!          | cache key: 16 bytes of SHA-256(archive)
 //! chunk table: per chunk, comp_len u64 | raw_len u64 | checksum of the

@@ -580,8 +580,12 @@ impl Job {
                 self.out.copy_from_slice(self.src);
                 true
             }
-            1 => lz4_flex::block::decompress_into(self.src, self.out)
-                .is_ok_and(|n| n == self.out.len()),
+            1 => {
+                let ok = lz4_flex::block::decompress_into(self.src, self.out)
+                    .is_ok_and(|n| n == self.out.len());
+                bcj::decode(self.out);
+                ok
+            }
             2 => {
                 let ok = lzma::decode(self.src, self.props, self.out);
                 bcj::decode(self.out);
