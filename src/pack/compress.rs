@@ -1,13 +1,15 @@
 //! Payload compression, in chunks the launcher decodes in parallel.
 //!
 //! LZMA gives the smallest files but decodes at only tens of MB/s, which is
-//! most of a first start. The archive is therefore cut into chunks at record
-//! boundaries, each compressed on its own (in parallel here) and decoded on
-//! its own (in parallel by the launcher). Every chunk is its own LZMA
-//! stream, so matches across chunks are lost, which costs 0.2-1.3% against
-//! one stream (hello.cpp, curl, git, python3); [`deal`] keeps files that
-//! share strings together to keep that small. The number of chunks depends
-//! only on the input, never on the packing machine, so the output stays
+//! most of a first start. The archive is therefore cut into chunks, each
+//! compressed on its own (in parallel here) and decoded on its own (in
+//! parallel by the launcher). Every chunk is its own LZMA stream, so
+//! matches across chunks are lost, which costs 0.2-1.3% against one stream
+//! (hello.cpp, curl, git, python3); [`deal`] orders the files so that those
+//! sharing strings sit on the same side of a cut, and [`cut`] places the
+//! cuts where the decoding work is even, inside a file if need be (a C
+//! program's closure is mostly libc). The number of chunks depends only on
+//! the input, never on the packing machine, so the output stays
 //! reproducible.
 
 use std::io::Write;
@@ -88,14 +90,41 @@ pub fn deal(files: &[&[u8]], n: usize) -> Vec<usize> {
     chunk
 }
 
+/// Cuts `raw` into `n` pieces of about equal decoding work: the bounds,
+/// from 0 to `raw.len()`. The work is estimated per 64 KiB block.
+pub fn cut(raw: &[u8], n: usize) -> Vec<usize> {
+    const BLOCK: usize = 64 << 10;
+    let costs: Vec<u64> = raw
+        .chunks(BLOCK)
+        .map(|b| {
+            let mut b = b.to_vec();
+            bcj::encode(&mut b);
+            decode_cost(&b)
+        })
+        .collect();
+    let total: u64 = costs.iter().sum();
+    let mut bounds = vec![0];
+    let mut done = 0u64;
+    for (b, cost) in costs.iter().enumerate() {
+        done += cost;
+        // Past the k-th n-th of the work: cut after this block.
+        if (done * n as u64) / total.max(1) >= bounds.len() as u64 && bounds.len() < n {
+            bounds.push(((b + 1) * BLOCK).min(raw.len()));
+        }
+    }
+    bounds.push(raw.len());
+    bounds.dedup();
+    bounds
+}
+
 /// The launcher's time to decode `data`, in arbitrary units. LZMA spends
 /// most of it per compressed bit and the rest per output byte; timed on
-/// hello.cpp's two chunks, about 38 ms per compressed MB and 8 ms per
-/// output MB. The LZ4 size stands in for the LZMA size (their ratio stays
-/// within 0.52-0.63 across hello.cpp's libraries) at a hundredth of the
-/// cost: 0.57 x 38 : 8 is about 3 : 1.
+/// the chunks of hello.c and hello.cpp, about 39 ms per compressed MB and
+/// 5 ms per output MB. The LZ4 size stands in for the LZMA size (their
+/// ratio stays within 0.52-0.63 across hello.cpp's libraries) at a
+/// hundredth of the cost: 0.57 x 39 : 5 is about 4 : 1.
 fn decode_cost(data: &[u8]) -> u64 {
-    3 * lz4_flex::block::compress(data).len() as u64 + data.len() as u64
+    4 * lz4_flex::block::compress(data).len() as u64 + data.len() as u64
 }
 
 /// A sample of the 8-byte strings in `data`: the hashes of those whose hash
@@ -314,6 +343,27 @@ mod tests {
             let _ = stub_lzma::decode(&bad[..cut], c.props, &mut out);
         }
         let _ = stub_lzma::decode(&[0, 0xFF, 0xFF, 0xFF, 0xFF], c.props, &mut out);
+    }
+
+    #[test]
+    fn cuts_even_out_the_work_not_the_bytes() {
+        let mut x = 0x2545_f491_u32;
+        let mut raw: Vec<u8> = (0..1 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        raw.extend(std::iter::repeat_n(0u8, 3 << 20));
+        // A megabyte of noise is most of the work; three of zeros are not.
+        let b = cut(&raw, 2);
+        assert_eq!(b.len(), 3, "{b:?}");
+        assert!(b[0] == 0 && b[2] == raw.len(), "{b:?}");
+        assert!(b[1] > 1 << 19 && b[1] < 1 << 20, "{b:?}");
+        assert_eq!(cut(&raw, 1), [0, raw.len()]);
+        assert_eq!(cut(b"tiny", 2), [0, 4]);
     }
 
     #[test]

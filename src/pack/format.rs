@@ -14,8 +14,9 @@
 //!          then `count` records: kind u8 (0 dir, 1 file, 2 symlink) | mode u32
 //!          | path_len u32 | data_len u64 | relative path | data
 //! ```
-//! Chunks hold whole records, so the launcher can decode them in parallel
-//! into one buffer, each checked against its own checksum (stub/src/checksum.rs) first. The
+//! Chunks are consecutive pieces of the archive (a cut may fall inside a
+//! record), so the launcher decodes them in parallel into one buffer, each
+//! checked against its own checksum (stub/src/checksum.rs) first. The
 //! program's PT_INTERP and DT_RPATH hold a placeholder prefix followed by
 //! `/lib/...`; the slots are their offsets in the program's data. The
 //! launcher overwrites the prefix with the real cache directory. The record

@@ -139,7 +139,7 @@ pub fn write_single_file(
         path: format::PRELOAD_RECORD,
         data: preload.as_bytes(),
     });
-    let (mut records, bounds_at) = order_for_chunks(records, compression);
+    let (mut records, n_chunks) = order_for_chunks(records, compression);
     let program = records
         .iter()
         .position(|r| r.path == entry_rel)
@@ -158,12 +158,8 @@ pub fn write_single_file(
         prefix_len: PREFIX_LEN as u32,
         slots,
     };
-    let (raw, starts) = format::archive(&header, &records);
-    let mut bounds: Vec<usize> = std::iter::once(0)
-        .chain(bounds_at.iter().map(|&i| starts[i]))
-        .chain(std::iter::once(raw.len()))
-        .collect();
-    bounds.dedup();
+    let (raw, _) = format::archive(&header, &records);
+    let bounds = compress::cut(&raw, n_chunks);
     // The cache key is hashed while the chunks compress.
     let (digest, compressed) = std::thread::scope(|s| {
         let digest = s.spawn(|| Sha256::digest(&raw));
@@ -206,9 +202,9 @@ pub fn write_single_file(
 
 /// Orders the records for chunking: directories, then symlinks (a file's
 /// directory must exist before the file), then the files chunk by chunk as
-/// [`compress::deal`] balances them. Returns the records and the index of
-/// the first record of every chunk after the first.
-fn order_for_chunks(records: Vec<Record>, c: Compression) -> (Vec<Record>, Vec<usize>) {
+/// [`compress::deal`] groups them. Returns the records and the number of
+/// chunks.
+fn order_for_chunks(records: Vec<Record>, c: Compression) -> (Vec<Record>, usize) {
     let total = records.iter().map(|r| r.data.len()).sum();
     let n = compress::chunk_count(total, c);
     let files: Vec<usize> = (0..records.len())
@@ -233,10 +229,7 @@ fn order_for_chunks(records: Vec<Record>, c: Compression) -> (Vec<Record>, Vec<u
         })
         .collect();
     keyed.sort_by_key(|(k, _)| *k);
-    let firsts = (1..n)
-        .filter_map(|c| keyed.iter().position(|((chunk, _, _), _)| *chunk == c))
-        .collect();
-    (keyed.into_iter().map(|(_, r)| r).collect(), firsts)
+    (keyed.into_iter().map(|(_, r)| r).collect(), n)
 }
 
 /// The records the launcher reads besides the entry: environment defaults,
