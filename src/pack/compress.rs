@@ -94,14 +94,7 @@ pub fn deal(files: &[&[u8]], n: usize) -> Vec<usize> {
 /// from 0 to `raw.len()`. The work is estimated per 64 KiB block.
 pub fn cut(raw: &[u8], n: usize) -> Vec<usize> {
     const BLOCK: usize = 64 << 10;
-    let costs: Vec<u64> = raw
-        .chunks(BLOCK)
-        .map(|b| {
-            let mut b = b.to_vec();
-            bcj::encode(&mut b);
-            decode_cost(&b)
-        })
-        .collect();
+    let costs: Vec<u64> = raw.chunks(BLOCK).map(decode_cost).collect();
     let total: u64 = costs.iter().sum();
     let mut bounds = vec![0];
     let mut done = 0u64;
