@@ -575,24 +575,19 @@ impl Job {
         if checksum(self.src) != self.hash {
             return false;
         }
-        match self.codec {
+        let ok = match self.codec {
             0 if self.src.len() == self.out.len() => {
                 self.out.copy_from_slice(self.src);
-                true
+                return true;
             }
-            1 => {
-                let ok = lz4_flex::block::decompress_into(self.src, self.out)
-                    .is_ok_and(|n| n == self.out.len());
-                bcj::decode(self.out);
-                ok
-            }
-            2 => {
-                let ok = lzma::decode(self.src, self.props, self.out);
-                bcj::decode(self.out);
-                ok
-            }
-            _ => false,
-        }
+            1 => lz4_flex::block::decompress_into(self.src, self.out)
+                .is_ok_and(|n| n == self.out.len()),
+            2 => lzma::decode(self.src, self.props, self.out),
+            _ => return false,
+        };
+        // Both codecs compress what the x86-64 filter made of the chunk.
+        bcj::decode(self.out);
+        ok
     }
 }
 
@@ -766,14 +761,7 @@ fn records(
 fn write_tree(ctx: &Ctx, raw: &mut [u8], tmp: &Path, fin: &Path) -> bool {
     let Some(h) = header(raw) else { return false };
     // Point the program's placeholder interpreter and RPATH at `fin`.
-    let mut program = None;
-    let ok = records(raw, |i, _, _, _, data| {
-        if i == h.program {
-            program = Some(data);
-        }
-        true
-    });
-    let Some(range) = program.filter(|_| ok) else {
+    let Some(range) = record(raw, None, h.program) else {
         die(&[b"the payload's archive is malformed"]);
     };
     if fin.len > h.prefix_len {
@@ -847,15 +835,16 @@ fn write_tree(ctx: &Ctx, raw: &mut [u8], tmp: &Path, fin: &Path) -> bool {
 
 /// The data of the file record called `path`, or of record `index` when
 /// `path` is None.
+/// None also when the archive is malformed.
 fn record(raw: &[u8], path: Option<&[u8]>, index: usize) -> Option<core::ops::Range<usize>> {
     let mut found = None;
-    records(raw, |i, kind, _, rel, data| {
+    let ok = records(raw, |i, kind, _, rel, data| {
         if found.is_none() && kind == 1 && path.map_or(i == index, |p| p == rel) {
             found = Some(data);
         }
         true
     });
-    found
+    found.filter(|_| ok)
 }
 
 /// Overwrites the placeholder prefix of the string at `slot` in the record
@@ -911,27 +900,15 @@ fn remove_tree(raw: &[u8], tmp: &mut Path) {
 }
 
 fn exec(ctx: &Ctx, fin: &Path) -> ! {
-    let mut prog = Path::new();
-    let mut name: Option<&[u8]> = None;
-    // The program's path inside the cache: the archive says which record;
-    // read it back from the marker-adjacent index file written at pack time.
-    prog.push(fin.bytes()).push(b"/.elfpack-entry");
-    let fd = open(prog.c(), O_RDONLY | O_CLOEXEC, 0);
-    let mut buf = [0u8; 512];
-    if fd >= 0 {
-        let n = pread(fd, &mut buf, 0);
-        close(fd);
-        if n > 0 {
-            name = Some(&buf[..n as usize]);
-        }
+    let mut arena = env::Arena::new(1 << 20);
+    // The program's path inside the cache, as written at pack time.
+    let rel = env::read(&mut arena, fin.bytes(), b".elfpack-entry");
+    if rel.is_empty() {
+        die(&[fin.bytes(), b": no entry point recorded"]);
     }
-    let Some(rel) = name else {
-        die(&[fin.bytes(), b": no entry point recorded"])
-    };
-    prog.truncate(0);
+    let mut prog = Path::new();
     prog.push(fin.bytes()).push(b"/").push(rel);
     install_etc(ctx, fin);
-    let mut arena = env::Arena::new(1 << 20);
     let mut base = env::Base::Dir(fin.bytes());
     let env_rec = env::read(&mut arena, fin.bytes(), b".elfpack-env");
     let envp = env::envp(ctx, &mut arena, env_rec, &mut base);
