@@ -175,22 +175,23 @@ pub fn compress(raw: &[u8], bounds: &[usize], c: Compression) -> Result<(u32, Ve
 }
 
 fn compress_chunk(piece: &[u8], c: Compression) -> Result<Chunk> {
+    // Both codecs compress what the x86-64 filter makes of the chunk.
+    let filtered = || {
+        let mut f = piece.to_vec();
+        bcj::encode(&mut f);
+        f
+    };
     let (props, data) = match c {
         Compression::None => (0, piece.to_vec()),
-        Compression::Fast | Compression::Balanced | Compression::Max => {
-            let mut filtered = piece.to_vec();
-            bcj::encode(&mut filtered);
-            if c == Compression::Fast {
-                // liblz4's optimal-parsing (HC) level 9: a quarter smaller
-                // than greedy LZ4, decoded as fast, packs at ~20 MB/s.
-                let hc = lz4::block::CompressionMode::HIGHCOMPRESSION(9);
-                let data = lz4::block::compress(&filtered, Some(hc), false)
-                    .context("LZ4 compression failed")?;
-                (0, data)
-            } else {
-                lzma(&filtered, c == Compression::Max)?
-            }
+        Compression::Fast => {
+            // liblz4's optimal-parsing (HC) level 9: a quarter smaller than
+            // greedy LZ4, decoded as fast, packs at ~20 MB/s.
+            let hc = lz4::block::CompressionMode::HIGHCOMPRESSION(9);
+            let data = lz4::block::compress(&filtered(), Some(hc), false)
+                .context("LZ4 compression failed")?;
+            (0, data)
         }
+        Compression::Balanced | Compression::Max => lzma(&filtered(), c == Compression::Max)?,
     };
     Ok(Chunk {
         raw_len: piece.len() as u64,

@@ -61,8 +61,8 @@ pub struct ArchiveHeader {
     pub slots: [u32; 2],
 }
 
-/// The archive bytes, and where each record starts in them.
-pub fn archive(h: &ArchiveHeader, records: &[Record]) -> (Vec<u8>, Vec<usize>) {
+/// The archive bytes.
+pub fn archive(h: &ArchiveHeader, records: &[Record]) -> Vec<u8> {
     let mut out = Vec::with_capacity(
         records
             .iter()
@@ -80,9 +80,7 @@ pub fn archive(h: &ArchiveHeader, records: &[Record]) -> (Vec<u8>, Vec<usize>) {
     ] {
         out.extend_from_slice(&v.to_le_bytes());
     }
-    let mut starts = Vec::with_capacity(records.len());
     for r in records {
-        starts.push(out.len());
         out.push(r.kind as u8);
         out.extend_from_slice(&r.mode.to_le_bytes());
         out.extend_from_slice(&(r.path.len() as u32).to_le_bytes());
@@ -90,7 +88,7 @@ pub fn archive(h: &ArchiveHeader, records: &[Record]) -> (Vec<u8>, Vec<usize>) {
         out.extend_from_slice(r.path.as_bytes());
         out.extend_from_slice(r.data);
     }
-    (out, starts)
+    out
 }
 
 pub struct Trailer {

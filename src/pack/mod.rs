@@ -158,7 +158,7 @@ pub fn write_single_file(
         prefix_len: PREFIX_LEN as u32,
         slots,
     };
-    let (raw, _) = format::archive(&header, &records);
+    let raw = format::archive(&header, &records);
     let bounds = compress::cut(&raw, n_chunks);
     // The cache key is hashed while the chunks compress.
     let (digest, compressed) = std::thread::scope(|s| {
