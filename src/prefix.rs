@@ -45,6 +45,19 @@ pub fn without_rpath(bytes: Vec<u8>, info: &crate::elf::ElfInfo, src: &Path) -> 
         .with_context(|| format!("{}: cannot remove its RPATH/RUNPATH", src.display()))
 }
 
+/// `bytes` (a program from `src`) pointed at the bundle: PT_INTERP at the
+/// loader called `loader` in `lib`, DT_RPATH at `lib`.
+pub fn to_bundled_loader(bytes: &[u8], loader: &Path, lib: &Path, src: &Path) -> Result<Vec<u8>> {
+    let edits = Edits {
+        interpreter: Some(lib.join(loader).display().to_string()),
+        rpath: Some(lib.display().to_string()),
+        force_rpath: true,
+        ..Default::default()
+    };
+    elfedit::edit_bytes(bytes, &edits)
+        .with_context(|| format!("{}: cannot set its interpreter and RPATH", src.display()))
+}
+
 pub fn prefix_plan(col: &Collection, prefix: &Path) -> Result<Plan> {
     if !prefix.is_absolute() {
         bail!("--prefix {}: must be an absolute path", prefix.display());
@@ -72,20 +85,7 @@ pub fn prefix_plan(col: &Collection, prefix: &Path) -> Result<Plan> {
         let data = std::fs::read(&prog.path)
             .with_context(|| format!("{}: cannot read", prog.path.display()))?;
         let bytes = match interp {
-            Some(i) => {
-                let edits = Edits {
-                    interpreter: Some(lib.join(file_name(&i.path)?).display().to_string()),
-                    rpath: Some(lib.display().to_string()),
-                    force_rpath: true,
-                    ..Default::default()
-                };
-                elfedit::edit_bytes(&data, &edits).with_context(|| {
-                    format!(
-                        "{}: cannot set its interpreter and RPATH",
-                        prog.path.display()
-                    )
-                })?
-            }
+            Some(i) => to_bundled_loader(&data, Path::new(&file_name(&i.path)?), &lib, &prog.path)?,
             None => data,
         };
         add_unique(&mut plan, &bin.join(name), bytes, 0o755, &prog.path)?;

@@ -28,7 +28,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use crate::collect::Collection;
-use crate::elfedit::{self, Edits};
 use crate::extras::{Extras, Item, Role};
 use crate::plan::{Node, Plan, relative_to};
 use crate::runtime::GCONV_DIR;
@@ -330,25 +329,13 @@ fn fix_elf(bytes: Vec<u8>, image_path: &Path, lib: &Path) -> Result<Vec<u8>> {
     let Ok(info) = crate::elf::parse(&bytes) else {
         return Ok(bytes);
     };
-    let edits = match &info.interpreter {
-        Some(i) => Edits {
-            interpreter: Some(
-                lib.join(Path::new(i).file_name().unwrap_or_default())
-                    .display()
-                    .to_string(),
-            ),
-            rpath: Some(lib.display().to_string()),
-            force_rpath: true,
-            ..Default::default()
-        },
-        None => return crate::prefix::without_rpath(bytes, &info, image_path),
-    };
-    elfedit::edit_bytes(&bytes, &edits).with_context(|| {
-        format!(
-            "{}: cannot point it at the bundle's loader and libraries",
-            image_path.display()
-        )
-    })
+    match &info.interpreter {
+        Some(i) => {
+            let loader = Path::new(Path::new(i).file_name().unwrap_or_default());
+            crate::prefix::to_bundled_loader(&bytes, loader, lib, image_path)
+        }
+        None => crate::prefix::without_rpath(bytes, &info, image_path),
+    }
 }
 
 fn file_id(p: &Path) -> Option<(u64, u64)> {
