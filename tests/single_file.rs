@@ -11,7 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{RootD, compile, is_root};
+use common::{ReadOnly, RootD, compile, is_root};
 
 fn pack(prog: &Path, out: &Path, compress: &str) {
     let o = Command::new(env!("CARGO_BIN_EXE_elfpack"))
@@ -59,44 +59,6 @@ fn expect(o: Output, want: &str, label: &str) {
         o.status,
         String::from_utf8_lossy(&o.stderr)
     );
-}
-
-/// Bind-mounts `root` read-only over itself (recursively, keeping /proc)
-/// until dropped.
-struct ReadOnly(CString);
-impl ReadOnly {
-    fn new(root: &Path) -> Self {
-        let c = CString::new(root.as_os_str().as_bytes()).unwrap();
-        unsafe {
-            assert_eq!(
-                libc::mount(
-                    c.as_ptr(),
-                    c.as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_BIND | libc::MS_REC,
-                    std::ptr::null()
-                ),
-                0
-            );
-            let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
-            assert_eq!(
-                libc::mount(
-                    std::ptr::null(),
-                    c.as_ptr(),
-                    std::ptr::null(),
-                    flags,
-                    std::ptr::null()
-                ),
-                0
-            );
-        }
-        ReadOnly(c)
-    }
-}
-impl Drop for ReadOnly {
-    fn drop(&mut self) {
-        unsafe { libc::umount2(self.0.as_ptr(), libc::MNT_DETACH) };
-    }
 }
 
 /// A tmpfs at `dir` (noexec when asked) until dropped.

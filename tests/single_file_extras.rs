@@ -8,10 +8,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-use common::{RootD, describe, require_root, text};
+use common::{ReadOnly, RootD, describe, require_root, stdout_ok, text};
 
 const PY_CODE: &str = "import json,ssl,sqlite3,ctypes,decimal; print(1)";
 
@@ -73,11 +73,6 @@ impl Single {
     }
 }
 
-fn ok_stdout(o: &Output) -> String {
-    assert!(o.status.success(), "{}", describe(o));
-    text(&o.stdout)
-}
-
 #[test]
 fn python_traced_as_a_single_file_runs_its_imports() {
     if !require_root("python single file") {
@@ -88,9 +83,9 @@ fn python_traced_as_a_single_file_runs_its_imports() {
         &["/usr/bin/python3", "--trace", "--", "-c", PY_CODE],
         &[],
     );
-    assert_eq!(ok_stdout(&s.run(&[], &["-c", PY_CODE])), "1\n");
+    assert_eq!(stdout_ok(s.run(&[], &["-c", PY_CODE])), "1\n");
     // The stdlib comes from inside the bundle, through PYTHONHOME.
-    let prefix = ok_stdout(&s.run(&[], &["-c", "import sys; print(sys.prefix)"]));
+    let prefix = stdout_ok(s.run(&[], &["-c", "import sys; print(sys.prefix)"]));
     assert!(
         prefix.starts_with("/.elfpack-cache-0/") && prefix.ends_with("/root/usr\n"),
         "{prefix}"
@@ -127,7 +122,7 @@ fn script_with_an_added_module_directory_as_a_single_file() {
     };
     let s = with_env(true);
     assert_eq!(
-        ok_stdout(&s.run(&[], &[])),
+        stdout_ok(s.run(&[], &[])),
         "hello from greet: added module\n"
     );
     let o = with_env(false).run(&[], &[]);
@@ -156,7 +151,7 @@ fn scripts_get_the_kernels_argv() {
         std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
         let s = Single::pack("args", &[script.to_str().unwrap()], &[]);
-        let out = ok_stdout(&s.run(&[], &["a b", "c"]));
+        let out = stdout_ok(s.run(&[], &["a b", "c"]));
         // $0 is the bundled script, at its own path under the bundle's root/.
         let (zero, rest) = out.split_once('|').unwrap();
         assert!(
@@ -177,7 +172,7 @@ fn cgo_program_as_a_single_file() {
     let work = common::workdir();
     let bin = common::build_cgo(work.path());
     let s = Single::pack("cgo", &[bin.to_str().unwrap()], &[]);
-    let out = ok_stdout(&s.run(&[("GODEBUG", "netdns=cgo")], &[]));
+    let out = stdout_ok(s.run(&[("GODEBUG", "netdns=cgo")], &[]));
     let mut lines = out.lines();
     assert_eq!(lines.next(), Some("root 0 root"), "{out}");
     assert!(
@@ -251,13 +246,13 @@ fn tzdata_and_locale_as_single_files() {
     assert!(host == "CET\n" || host == "CEST\n", "host says {host:?}");
     let tz = [("TZ", "Europe/Paris")];
     let s = Single::pack("date", &["/usr/bin/date", "--tzdata"], &[]);
-    assert_eq!(ok_stdout(&s.run(&tz, &["+%Z"])), host);
+    assert_eq!(stdout_ok(s.run(&tz, &["+%Z"])), host);
     let bare = Single::pack("date", &["/usr/bin/date"], &[]);
     assert_ne!(text(&bare.run(&tz, &["+%Z"]).stdout), host);
 
     let utf8 = [("LC_ALL", "C.UTF-8")];
     let s = Single::pack("locale", &["/usr/bin/locale", "--locale", "C.UTF-8"], &[]);
-    assert_eq!(ok_stdout(&s.run(&utf8, &["charmap"])), "UTF-8\n");
+    assert_eq!(stdout_ok(s.run(&utf8, &["charmap"])), "UTF-8\n");
     let bare = Single::pack("locale", &["/usr/bin/locale"], &[]);
     assert_ne!(text(&bare.run(&utf8, &["charmap"]).stdout), "UTF-8\n");
 }
@@ -320,45 +315,9 @@ fn prefix_bundle_with_trace_and_a_script() {
             .output()
             .unwrap()
     };
-    assert_eq!(ok_stdout(&run(true)), "hello from greet: added module\n");
+    assert_eq!(stdout_ok(run(true)), "hello from greet: added module\n");
     // Without the settings the interpreter has no stdlib.
     assert!(!run(false).status.success());
-}
-
-/// Bind-mounts `root` read-only over itself (recursively, keeping /proc)
-/// until dropped.
-struct ReadOnly(std::ffi::CString);
-
-impl ReadOnly {
-    fn new(root: &Path) -> Self {
-        use std::os::unix::ffi::OsStrExt;
-        let c = std::ffi::CString::new(root.as_os_str().as_bytes()).unwrap();
-        unsafe {
-            let rc = libc::mount(
-                c.as_ptr(),
-                c.as_ptr(),
-                std::ptr::null(),
-                libc::MS_BIND | libc::MS_REC,
-                std::ptr::null(),
-            );
-            assert_eq!(rc, 0, "bind mount");
-            let rc = libc::mount(
-                std::ptr::null(),
-                c.as_ptr(),
-                std::ptr::null(),
-                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
-                std::ptr::null(),
-            );
-            assert_eq!(rc, 0, "read-only remount");
-        }
-        ReadOnly(c)
-    }
-}
-
-impl Drop for ReadOnly {
-    fn drop(&mut self) {
-        unsafe { libc::umount2(self.0.as_ptr(), libc::MNT_DETACH) };
-    }
 }
 
 #[test]
@@ -380,7 +339,7 @@ fn added_programs_run_from_inside_the_single_file() {
         &[],
     );
     let o = s.run(&[], &["-c", "\"$SQ\" :memory: 'select 40+2;'"]);
-    assert_eq!(ok_stdout(&o), "42\n");
+    assert_eq!(stdout_ok(o), "42\n");
     // The user's own SQ is kept.
     let o = s.run(
         &[("SQ", "/nonexistent")],

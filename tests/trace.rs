@@ -12,8 +12,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const ELFPACK: &str = env!("CARGO_BIN_EXE_elfpack");
-const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
+use common::{ELFPACK, FIXTURES as FIX, describe as show, run_elfpack as elfpack, text};
 
 /// A chroot root: elfpack's output, /proc mounted, /dev/{null,zero,random,
 /// urandom}. Unmounts /proc when dropped.
@@ -100,23 +99,6 @@ impl Drop for RootD {
                 .status();
         }
     }
-}
-
-fn text(out: &[u8]) -> String {
-    String::from_utf8_lossy(out).into_owned()
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        text(&o.stdout),
-        text(&o.stderr)
-    )
-}
-
-fn elfpack(args: &[&str]) -> Output {
-    Command::new(ELFPACK).args(args).output().unwrap()
 }
 
 const PY_CODE: &str = "import json,ssl,sqlite3,ctypes,decimal; print(1)";

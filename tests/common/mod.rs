@@ -70,6 +70,41 @@ pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Bind-mounts `root` read-only over itself (recursively, keeping /proc)
+/// until dropped: root RO.
+pub struct ReadOnly(CString);
+
+impl ReadOnly {
+    pub fn new(root: &Path) -> Self {
+        let c = cpath(root);
+        unsafe {
+            let rc = libc::mount(
+                c.as_ptr(),
+                c.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND | libc::MS_REC,
+                std::ptr::null(),
+            );
+            assert_eq!(rc, 0, "bind mount");
+            let rc = libc::mount(
+                std::ptr::null(),
+                c.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                std::ptr::null(),
+            );
+            assert_eq!(rc, 0, "read-only remount");
+        }
+        ReadOnly(c)
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        unsafe { libc::umount2(self.0.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
 /// Exit status, stdout and stderr of a finished command, for messages.
 pub fn describe(o: &Output) -> String {
     format!(
