@@ -235,6 +235,19 @@ mod tests {
     use super::*;
     use crate::pack::stub_lzma;
 
+    /// xorshift32: the same noise on every run.
+    struct XorShift(u32);
+
+    impl Iterator for XorShift {
+        type Item = u32;
+        fn next(&mut self) -> Option<u32> {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 17;
+            self.0 ^= self.0 << 5;
+            Some(self.0)
+        }
+    }
+
     fn round_trip(orig: &[u8], c: Compression) {
         let (_, chunks) = compress(orig, &[0, orig.len()], c).unwrap();
         let mut out = vec![0u8; orig.len()];
@@ -256,14 +269,9 @@ mod tests {
     #[test]
     fn launcher_decodes_what_elfpack_encodes() {
         let libc = std::fs::read("/lib/x86_64-linux-gnu/libc.so.6").unwrap();
-        let mut x = 0x2545_f491_u32;
-        let noise: Vec<u8> = (0..200_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                [0xE8, 0xE9, 0x8B, 0x05, 0, 0xFF, x as u8][(x >> 8) as usize % 7]
-            })
+        let noise: Vec<u8> = XorShift(0x2545_f491)
+            .take(200_000)
+            .map(|x| [0xE8, 0xE9, 0x8B, 0x05, 0, 0xFF, x as u8][(x >> 8) as usize % 7])
             .collect();
         for input in [
             &libc[..],
@@ -319,13 +327,8 @@ mod tests {
         let piece = &libc[..200_000];
         let (_, chunks) = compress(piece, &[0, piece.len()], Compression::Balanced).unwrap();
         let c = &chunks[0];
-        let mut x = 0x9E37_79B9_u32;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as usize
-        };
+        let mut rng = XorShift(0x9E37_79B9);
+        let mut next = || rng.next().unwrap() as usize;
         let mut out = vec![0u8; piece.len()];
         for _ in 0..2_000 {
             let mut bad = c.data.clone();
@@ -341,14 +344,9 @@ mod tests {
 
     #[test]
     fn cuts_even_out_the_work_not_the_bytes() {
-        let mut x = 0x2545_f491_u32;
-        let mut raw: Vec<u8> = (0..1 << 20)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                x as u8
-            })
+        let mut raw: Vec<u8> = XorShift(0x2545_f491)
+            .take(1 << 20)
+            .map(|x| x as u8)
             .collect();
         raw.extend(std::iter::repeat_n(0u8, 3 << 20));
         // A megabyte of noise is most of the work; three of zeros are not.
@@ -362,17 +360,8 @@ mod tests {
 
     #[test]
     fn dealing_keeps_related_files_together_and_balanced() {
-        let mut x = 0x2545_f491_u32;
-        let mut noise = |n: usize| -> Vec<u8> {
-            (0..n)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 17;
-                    x ^= x << 5;
-                    x as u8
-                })
-                .collect()
-        };
+        let mut rng = XorShift(0x2545_f491);
+        let mut noise = |n: usize| -> Vec<u8> { rng.by_ref().take(n).map(|x| x as u8).collect() };
         // Two families of files: each file is its family's text, varied.
         let (fam_a, fam_b) = (noise(60_000), noise(60_000));
         let mut files = Vec::new();
