@@ -43,7 +43,7 @@ pub enum Compression {
     /// times the size of `max`, decompresses in milliseconds.
     Fast,
     /// LZMA after the x86-64 filter, in two chunks compressed and
-    /// decompressed in parallel: 0.2-1.3% larger than `max`, packs in about
+    /// decompressed in parallel: 0.7-1.9% larger than `max`, packs in about
     /// half its time and first-starts in about two thirds.
     Balanced,
     /// LZMA at its strongest setting in one chunk: smallest file.
