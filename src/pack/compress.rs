@@ -4,8 +4,8 @@
 //! most of a first start. The archive is therefore cut into chunks, each
 //! compressed on its own (in parallel here) and decoded on its own (in
 //! parallel by the launcher). Every chunk is its own LZMA stream, so
-//! matches across chunks are lost: with preset 6 instead of 9e, 0.7-1.9% against `max`
-//! (hello.cpp, curl, git, python3); [`deal`] orders the files so that those
+//! matches across chunks are lost: with preset 6 instead of 9e, that costs
+//! 0.7-1.9% against `max` (git to hello.c); [`deal`] orders the files so that those
 //! sharing strings sit on the same side of a cut, and [`cut`] places the
 //! cuts where the decoding work is even, inside a file if need be (a C
 //! program's closure is mostly libc). The number of chunks depends only on
