@@ -18,6 +18,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::collect::Collection;
 use crate::elf::Kind;
+use crate::locale_archive;
 use crate::plan::{Node, Plan, relative_to};
 use crate::resolve::{Reason, Resolver};
 use crate::{runtime, script, trace};
@@ -118,6 +119,8 @@ pub enum Item {
     DirAs { dest: PathBuf, mode: u32 },
     /// A symlink (made relative when placed).
     Symlink { dest: PathBuf, target: PathBuf },
+    /// A file made by elfpack (a locale cut out of the locale archive).
+    Data { dest: PathBuf, bytes: Vec<u8> },
 }
 
 /// What a prefix bundle (or single file) does with an item; a tree keeps
@@ -562,16 +565,17 @@ impl Builder<'_> {
         Ok(())
     }
 
-    /// A locale as glibc finds it without LOCPATH: /usr/lib/locale/NAME (with
-    /// the codeset normalised, C.UTF-8 -> C.utf8), else the locale archive.
+    /// A locale as glibc finds it: /usr/lib/locale/NAME (with the codeset
+    /// normalised, C.UTF-8 -> C.utf8), else cut out of the locale archive
+    /// into such a directory (see [`locale_archive`]).
     fn locale(&mut self, name: &str) -> Result<()> {
         let base = Path::new("/usr/lib/locale");
         let source = format!("--locale {name}");
+        let why = format!("locale {name}");
         let candidates = [name.to_string(), normalize_locale(name)];
         for c in &candidates {
             let dir = base.join(c);
             if dir.join("LC_CTYPE").is_file() {
-                let why = format!("locale {name}");
                 self.push(Item::HostPath(dir.clone()), &source, why.clone());
                 for f in sorted_dir(&dir)? {
                     let meta = std::fs::symlink_metadata(&f)?;
@@ -588,23 +592,34 @@ impl Builder<'_> {
             }
         }
         let archive = base.join("locale-archive");
+        let mut in_archive = Vec::new();
         if archive.is_file() {
-            self.out.warnings.push(format!(
-                "--locale {name}: not a directory under {}; shipping the whole locale-archive (all locales generated here)",
-                base.display()
-            ));
-            self.push(Item::HostPath(archive), &source, format!("locale {name}"));
-            return Ok(());
+            let bytes = std::fs::read(&archive)
+                .with_context(|| format!("{}: cannot read", archive.display()))?;
+            let found = locale_archive::find(&bytes, &candidates)
+                .with_context(|| format!("{}", archive.display()))?;
+            if let Some(l) = found {
+                for (file, data) in l.files {
+                    let item = Item::Data {
+                        dest: base.join(&l.name).join(file),
+                        bytes: data.to_vec(),
+                    };
+                    self.push(item, &source, format!("{why}, from {}", archive.display()));
+                }
+                return Ok(());
+            }
+            in_archive = locale_archive::names(&bytes)?;
         }
         let have: Vec<String> = std::fs::read_dir(base)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().join("LC_CTYPE").is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .chain(in_archive)
+            .collect();
         bail!(
-            "no such locale in {} (there: {}); generate it with locale-gen or localedef",
+            "no such locale in {} or its locale-archive (there: {}); generate it with locale-gen or localedef",
             base.display(),
             if have.is_empty() {
                 "none".into()
@@ -696,6 +711,7 @@ pub fn place(plan: &mut Plan, extras: &Extras) -> Result<()> {
                 None => plan.add_dir(dest, *mode),
             },
             Item::Symlink { dest, target } => place_symlink(plan, dest, target),
+            Item::Data { dest, bytes } => plan.add_data(dest, bytes.clone(), 0o644),
         }
         .with_context(|| format!("{} ({})", a.source, a.why))?;
     }
@@ -760,6 +776,7 @@ fn shown(item: &Item) -> String {
         Item::FileAs { src, dest } => format!("{} <- {}", dest.display(), src.display()),
         Item::DirAs { dest, .. } => format!("{}/", dest.display()),
         Item::Symlink { dest, target } => format!("{} -> {}", dest.display(), target.display()),
+        Item::Data { dest, bytes } => format!("{} ({} bytes)", dest.display(), bytes.len()),
     }
 }
 

@@ -20,6 +20,7 @@ pub mod host;
 pub mod layout;
 pub mod ldcache;
 pub mod ldconf;
+pub mod locale_archive;
 pub mod measure;
 pub mod pack;
 pub mod plan;
