@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use common::{ELFPACK, RootD, describe, require_root, stdout_ok, text};
@@ -26,16 +26,29 @@ fn localedef(args: &[&str]) {
     assert!(o.status.success(), "localedef {args:?}: {}", describe(&o));
 }
 
-/// elfpack ARGS, seeing `locales` at /usr/lib/locale.
-fn elfpack_seeing(locales: &Path, args: &[&str]) -> Output {
+/// `elfpack /usr/bin/date ARGS` seeing `locales` at /usr/lib/locale.
+fn pack_date(locales: &Path, args: &[&str]) -> Output {
     Command::new("unshare")
         .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
         .arg(r#"mount --bind "$0" /usr/lib/locale && exec "$@""#)
         .arg(locales)
-        .arg(ELFPACK)
+        .args([ELFPACK, DATE[0]])
         .args(args)
         .output()
         .unwrap()
+}
+
+/// Every path under `dir`, relative, with a file's bytes.
+fn contents(dir: &Path) -> Vec<(PathBuf, Option<Vec<u8>>)> {
+    let mut v: Vec<_> = common::walk(dir)
+        .into_iter()
+        .map(|p| {
+            let bytes = p.is_file().then(|| std::fs::read(&p).unwrap());
+            (p.strip_prefix(dir).unwrap().to_path_buf(), bytes)
+        })
+        .collect();
+    v.sort();
+    v
 }
 
 /// `date -u -d @0 +FORMAT` chrooted into `root` with only `env` set.
@@ -72,38 +85,17 @@ fn a_locale_from_the_archive_ships_as_its_directory() {
 
     // A tree: the same files as localedef's directory, and date speaks German.
     let tree = w.join("tree");
-    let o = elfpack_seeing(
+    let de_de = ["--locale", "de_DE.UTF-8"];
+    let o = pack_date(
         &locales,
-        &[
-            DATE[0],
-            "--locale",
-            "de_DE.UTF-8",
-            "--rootfs",
-            tree.to_str().unwrap(),
-        ],
+        &[&de_de[..], &["--rootfs", &path("tree")]].concat(),
     );
     assert!(o.status.success(), "{}", describe(&o));
-    let shipped = tree.join("usr/lib/locale/de_DE.utf8");
-    let reference = w.join("ref/de_DE.utf8");
-    let rel = |root: &Path| -> Vec<_> {
-        let mut v: Vec<_> = common::walk(root)
-            .into_iter()
-            .map(|p| p.strip_prefix(root).unwrap().to_path_buf())
-            .collect();
-        v.sort();
-        v
-    };
-    assert_eq!(rel(&shipped), rel(&reference));
-    for f in rel(&reference) {
-        let r = reference.join(&f);
-        if r.is_file() {
-            assert!(
-                std::fs::read(shipped.join(&f)).unwrap() == std::fs::read(&r).unwrap(),
-                "{}: differs from localedef's",
-                f.display()
-            );
-        }
-    }
+    let shipped = contents(&tree.join("usr/lib/locale/de_DE.utf8"));
+    assert!(
+        shipped == contents(&w.join("ref/de_DE.utf8")),
+        "differs from localedef's"
+    );
     assert!(!tree.join("usr/lib/locale/locale-archive").exists());
     assert_eq!(stdout_ok(date_in(&tree, DATE[0], &de)), want);
     assert_eq!(
@@ -114,38 +106,20 @@ fn a_locale_from_the_archive_ships_as_its_directory() {
     // A single file, alone in root D.
     let root = w.join("root");
     std::fs::create_dir(&root).unwrap();
-    let o = elfpack_seeing(
-        &locales,
-        &[
-            DATE[0],
-            "--locale",
-            "de_DE.UTF-8",
-            "--compress",
-            "fast",
-            "-o",
-            root.join("date").to_str().unwrap(),
-        ],
-    );
+    let single = ["--compress", "fast", "-o", &path("root/date")];
+    let o = pack_date(&locales, &[&de_de[..], &single].concat());
     assert!(o.status.success(), "{}", describe(&o));
     let _d = RootD::new(&root);
     assert_eq!(stdout_ok(date_in(&root, "/date", &de)), want);
     // A control without the option.
-    let bare = w.join("bare");
-    let o = elfpack_seeing(&locales, &[DATE[0], "--rootfs", bare.to_str().unwrap()]);
+    let o = pack_date(&locales, &["--rootfs", &path("bare")]);
     assert!(o.status.success(), "{}", describe(&o));
-    assert_ne!(text(&date_in(&bare, DATE[0], &de).stdout), want);
+    assert_ne!(text(&date_in(&w.join("bare"), DATE[0], &de).stdout), want);
 
     // A locale that is nowhere: the error names what there is; no output.
-    let none = w.join("none");
-    let o = elfpack_seeing(
+    let o = pack_date(
         &locales,
-        &[
-            DATE[0],
-            "--locale",
-            "fr_FR.UTF-8",
-            "--rootfs",
-            none.to_str().unwrap(),
-        ],
+        &["--locale", "fr_FR.UTF-8", "--rootfs", &path("none")],
     );
     assert!(!o.status.success());
     let err = text(&o.stderr);
@@ -153,5 +127,5 @@ fn a_locale_from_the_archive_ships_as_its_directory() {
         err.contains("--locale fr_FR.UTF-8") && err.contains("de_DE.utf8"),
         "{err}"
     );
-    assert!(!none.exists());
+    assert!(!w.join("none").exists());
 }
