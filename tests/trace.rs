@@ -1,34 +1,34 @@
 //! Programs that load code and data at run time (issue 6): `--trace`,
 //! `--add`, `--ca-certs`, `--tzdata`, `--locale`, scripts and CGo, each run in
-//! root D: elfpack's `--rootfs` output plus /proc and a few /dev nodes, what a
-//! container runtime gives a FROM scratch image. Needs root (chroot, mount).
+//! root D: elfpack's `--rootfs` output plus /proc, the /dev nodes and the
+//! runtime's /etc files, what a container runtime gives a FROM scratch
+//! image. Needs root (chroot, mount).
 //!
 //! Most checks come with a control that packs the same program without the
 //! option and expects the run to fail, so a check cannot pass by accident.
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{ELFPACK, FIXTURES as FIX, describe as show, run_elfpack as elfpack, text};
 
-/// A chroot root: elfpack's output, /proc mounted, /dev/{null,zero,random,
-/// urandom}. Unmounts /proc when dropped.
-struct RootD {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    proc_mounted: bool,
+/// elfpack's `--rootfs` output in root D ([`common::RootD`], keeping the
+/// image's /tmp).
+struct Tree {
+    // Dropped first: /proc is unmounted before the directory is removed.
+    d: common::RootD,
+    _work: tempfile::TempDir,
 }
 
-impl RootD {
+impl Tree {
     /// Runs elfpack with `args` + `--rootfs DIR` (and the extra environment
     /// `env`), then adds what a container runtime adds.
-    fn pack(args: &[&str], env: &[(&str, &str)]) -> RootD {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("root");
-        let out = Command::new(ELFPACK)
+    fn pack(args: &[&str], env: &[(&str, &str)]) -> Tree {
+        let work = common::workdir();
+        let dir = work.path().join("root");
+        let out = common::elfpack()
             .arg("--rootfs")
             .arg(&dir)
             .args(args)
@@ -36,35 +36,11 @@ impl RootD {
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "elfpack {args:?} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut d = RootD {
-            _tmp: tmp,
-            dir,
-            proc_mounted: false,
-        };
-        std::fs::create_dir_all(d.dir.join("proc")).unwrap();
-        std::fs::create_dir_all(d.dir.join("dev")).unwrap();
-        let st = Command::new("mount")
-            .args(["-t", "proc", "proc"])
-            .arg(d.dir.join("proc"))
-            .status()
-            .unwrap();
-        assert!(st.success(), "mount -t proc");
-        d.proc_mounted = true;
-        for (name, minor) in [("null", 3), ("zero", 5), ("random", 8), ("urandom", 9)] {
-            let st = Command::new("mknod")
-                .args(["-m", "666"])
-                .arg(d.dir.join("dev").join(name))
-                .args(["c", "1", &minor.to_string()])
-                .status()
-                .unwrap();
-            assert!(st.success(), "mknod {name}");
+        assert!(out.status.success(), "elfpack {args:?}: {}", show(&out));
+        Tree {
+            d: common::RootD::keeping_tmp(&dir),
+            _work: work,
         }
-        d
     }
 
     /// Runs `argv` in the root with only `env` (and PATH) set, for at most 60 s.
@@ -72,7 +48,7 @@ impl RootD {
         Command::new("timeout")
             .arg("60")
             .arg("/usr/sbin/chroot")
-            .arg(&self.dir)
+            .arg(self.d.root())
             .args(argv)
             .env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
@@ -83,21 +59,11 @@ impl RootD {
     }
 
     fn has(&self, path: &str) -> bool {
-        self.dir
+        self.d
+            .root()
             .join(path.trim_start_matches('/'))
             .symlink_metadata()
             .is_ok()
-    }
-}
-
-impl Drop for RootD {
-    fn drop(&mut self) {
-        if self.proc_mounted {
-            let _ = Command::new("umount")
-                .arg("-l")
-                .arg(self.dir.join("proc"))
-                .status();
-        }
     }
 }
 
@@ -106,7 +72,7 @@ const PY_CODE: &str = "import json,ssl,sqlite3,ctypes,decimal; print(1)";
 #[test]
 fn python_with_trace_runs_its_imports() {
     // /usr/bin/python3 is Debian's (the first python3 on PATH may be another).
-    let d = RootD::pack(&["/usr/bin/python3", "--trace", "--", "-c", PY_CODE], &[]);
+    let d = Tree::pack(&["/usr/bin/python3", "--trace", "--", "-c", PY_CODE], &[]);
     let o = d.run(&[], &["/usr/bin/python3", "-c", PY_CODE]);
     assert!(o.status.success(), "{}", show(&o));
     assert_eq!(text(&o.stdout), "1\n");
@@ -115,7 +81,7 @@ fn python_with_trace_runs_its_imports() {
     assert!(d.has("/lib/x86_64-linux-gnu/libssl.so.3"));
 
     // Control: without --trace the interpreter has no standard library.
-    let bare = RootD::pack(&["/usr/bin/python3"], &[]);
+    let bare = Tree::pack(&["/usr/bin/python3"], &[]);
     let o = bare.run(&[], &["/usr/bin/python3", "-c", PY_CODE]);
     assert!(
         !o.status.success(),
@@ -178,7 +144,7 @@ fn script_with_trace_and_added_module_directory() {
     let add = format!("{mods}:/opt/mods");
     // On the build machine the script finds the module through GREET_PATH;
     // in the image only at /opt/mods, where --add puts it.
-    let d = RootD::pack(
+    let d = Tree::pack(
         &[&script, "--trace", "--add", &add],
         &[("GREET_PATH", &mods)],
     );
@@ -191,7 +157,7 @@ fn script_with_trace_and_added_module_directory() {
 
 #[test]
 fn added_elf_brings_its_closure_and_globs_expand() {
-    let d = RootD::pack(
+    let d = Tree::pack(
         &[
             "/usr/bin/true",
             "--add",
@@ -220,7 +186,7 @@ fn cgo_program_asks_nss_for_users_and_hosts() {
         show(&deps)
     );
 
-    let d = RootD::pack(&[bin], &[]);
+    let d = Tree::pack(&[bin], &[]);
     let o = d.run(&[("GODEBUG", "netdns=cgo")], &[bin]);
     assert!(o.status.success(), "{}", show(&o));
     let out = text(&o.stdout);
@@ -242,7 +208,7 @@ fn ca_certs_bundle_verifies_a_local_tls_server() {
     client.extend(args.iter().map(String::as_str));
     let client = client.as_slice();
     let ca_opt = format!("--ca-certs={}", server.bundle.display());
-    let d = RootD::pack(&["/usr/bin/openssl", &ca_opt], &[]);
+    let d = Tree::pack(&["/usr/bin/openssl", &ca_opt], &[]);
     assert!(d.has("/etc/ssl/certs/ca-certificates.crt"));
     assert!(d.has("/usr/lib/ssl/cert.pem"));
     let o = d.run(&[], client);
@@ -250,14 +216,14 @@ fn ca_certs_bundle_verifies_a_local_tls_server() {
     assert!(text(&o.stderr).contains("Verification: OK"), "{}", show(&o));
 
     // Controls: without a bundle, and with only the host's, the test CA is unknown.
-    let none = RootD::pack(&["/usr/bin/openssl"], &[]);
+    let none = Tree::pack(&["/usr/bin/openssl"], &[]);
     let o = none.run(&[], client);
     assert!(
         !o.status.success(),
         "verified without any CA?\n{}",
         show(&o)
     );
-    let host = RootD::pack(&["/usr/bin/openssl", "--ca-certs"], &[]);
+    let host = Tree::pack(&["/usr/bin/openssl", "--ca-certs"], &[]);
     let o = host.run(&[], client);
     assert!(
         !o.status.success(),
@@ -275,31 +241,31 @@ fn tzdata_gives_named_time_zones() {
         .unwrap();
     let want = text(&host.stdout);
     assert!(want == "CET\n" || want == "CEST\n", "host says {want:?}");
-    let d = RootD::pack(&["/usr/bin/date", "--tzdata"], &[]);
+    let d = Tree::pack(&["/usr/bin/date", "--tzdata"], &[]);
     let o = d.run(&[("TZ", "Europe/Paris")], &["/usr/bin/date", "+%Z"]);
     assert!(o.status.success(), "{}", show(&o));
     assert_eq!(text(&o.stdout), want);
     // The host's own setting (zoneinfo/localtime -> /etc/localtime) stays out.
     assert!(!d.has("/usr/share/zoneinfo/localtime"));
 
-    let bare = RootD::pack(&["/usr/bin/date"], &[]);
+    let bare = Tree::pack(&["/usr/bin/date"], &[]);
     let o = bare.run(&[("TZ", "Europe/Paris")], &["/usr/bin/date", "+%Z"]);
     assert_ne!(text(&o.stdout), want, "time zones without tzdata?");
 }
 
 #[test]
 fn locale_c_utf8_ships() {
-    let d = RootD::pack(&["/usr/bin/locale", "--locale", "C.UTF-8"], &[]);
+    let d = Tree::pack(&["/usr/bin/locale", "--locale", "C.UTF-8"], &[]);
     let o = d.run(&[("LC_ALL", "C.UTF-8")], &["/usr/bin/locale", "charmap"]);
     assert_eq!(text(&o.stdout), "UTF-8\n", "{}", show(&o));
-    let bare = RootD::pack(&["/usr/bin/locale"], &[]);
+    let bare = Tree::pack(&["/usr/bin/locale"], &[]);
     let o = bare.run(&[("LC_ALL", "C.UTF-8")], &["/usr/bin/locale", "charmap"]);
     assert_ne!(text(&o.stdout), "UTF-8\n", "C.UTF-8 built in?");
 }
 
 #[test]
 fn trace_never_ships_secrets_or_virtual_files() {
-    let d = RootD::pack(
+    let d = Tree::pack(
         &[
             "/usr/bin/cat",
             "--trace",
@@ -314,7 +280,7 @@ fn trace_never_ships_secrets_or_virtual_files() {
     assert!(d.has("/etc/debian_version"), "a plain file it read ships");
     assert!(!d.has("/etc/shadow"));
     // /proc is empty in the output (the test mounts it afterwards).
-    let passwd = std::fs::read_to_string(d.dir.join("etc/passwd")).unwrap();
+    let passwd = std::fs::read_to_string(d.d.root().join("etc/passwd")).unwrap();
     assert!(
         passwd.contains("nonroot:x:65532"),
         "generated passwd: {passwd}"
