@@ -6,9 +6,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use elfpack::resolve::Resolver;
+
+mod common;
+use common::{ELFPACK, median_ms};
 
 fn elf_files() -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -38,18 +41,13 @@ fn elf_files() -> Vec<PathBuf> {
     out
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-/// Median wall time of `runs` runs of `cmd` (after one warm-up run).
-fn time_command(runs: usize, mut cmd: impl FnMut() -> Command) -> Option<Duration> {
+/// Median wall time of `runs` runs of `cmd` in ms (after one warm-up run).
+fn time_command(runs: usize, mut cmd: impl FnMut() -> Command) -> Option<f64> {
     let ok = |c: &mut Command| c.output().map(|o| o.status.success()).unwrap_or(false);
     if !ok(&mut cmd()) {
         return None;
     }
-    Some(median(
+    Some(median_ms(
         (0..runs)
             .map(|_| {
                 let t = Instant::now();
@@ -58,12 +56,6 @@ fn time_command(runs: usize, mut cmd: impl FnMut() -> Command) -> Option<Duratio
             })
             .collect(),
     ))
-}
-
-fn elfpack_bin() -> PathBuf {
-    // benches run from target/release/deps; the CLI sits next to it.
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join("elfpack")
 }
 
 fn main() {
@@ -104,17 +96,12 @@ fn main() {
         files.len() as f64 / warm.as_secs_f64()
     );
 
-    let bin = elfpack_bin();
-    if !bin.exists() {
-        println!("| --rootfs /usr/bin/curl | (build the CLI first: cargo build --release) |");
-        return;
-    }
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("rootfs");
     let runs = 15;
     let time_elfpack = |extra: &[&str]| {
         time_command(runs, || {
-            let mut c = Command::new(&bin);
+            let mut c = Command::new(ELFPACK);
             c.args(["/usr/bin/curl", "--rootfs"])
                 .arg(&out)
                 .arg("--force")
@@ -127,11 +114,11 @@ fn main() {
     let ours = time_elfpack(&["--no-layer-size"]);
     println!(
         "| elfpack --rootfs /usr/bin/curl --no-layer-size, median of {runs} | {:.1} ms |",
-        ours.as_secs_f64() * 1e3
+        ours
     );
     println!(
         "| elfpack --rootfs /usr/bin/curl (report computes the gzip layer size), median of {runs} | {:.1} ms |",
-        with_layer.as_secs_f64() * 1e3
+        with_layer
     );
     let magicpak = which("magicpak");
     match magicpak.and_then(|m| {
@@ -145,8 +132,8 @@ fn main() {
     }) {
         Some(theirs) => println!(
             "| magicpak /usr/bin/curl, median of {runs} | {:.1} ms (elfpack/magicpak = {:.2}) |",
-            theirs.as_secs_f64() * 1e3,
-            ours.as_secs_f64() / theirs.as_secs_f64()
+            theirs,
+            ours / theirs
         ),
         None => println!("| magicpak /usr/bin/curl | not installed (cargo install magicpak) |"),
     }

@@ -14,12 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const RUNS: usize = 21;
+mod common;
+use common::{ELFPACK, median_ms, ms};
 
-fn elfpack_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join("elfpack")
-}
+const RUNS: usize = 21;
 
 fn run_ok(c: &mut Command) -> Duration {
     let t = Instant::now();
@@ -35,15 +33,6 @@ fn run_ok(c: &mut Command) -> Duration {
         String::from_utf8_lossy(&o.stderr)
     );
     d
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-fn median_ms(mut v: Vec<Duration>) -> f64 {
-    v.sort();
-    ms(v[v.len() / 2])
 }
 
 fn size(p: &Path) -> u64 {
@@ -88,8 +77,6 @@ fn goal(what: &str, measured: String, ratio: Option<f64>, bound: f64) {
 }
 
 fn main() {
-    let bin = elfpack_bin();
-    assert!(bin.exists(), "build the CLI first: cargo build --release");
     let t = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let d = t.path();
     let src = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/hello.cpp");
@@ -125,7 +112,7 @@ fn main() {
         }
         for compress in ["balanced", "max", "fast"] {
             let out = d.join(format!("{name}.{compress}"));
-            let took = run_ok(Command::new(&bin).arg(prog).arg("-o").arg(&out).args([
+            let took = run_ok(Command::new(ELFPACK).arg(prog).arg("-o").arg(&out).args([
                 "--compress",
                 compress,
                 "--no-layer-size",
@@ -151,7 +138,7 @@ fn main() {
     // Starts: first (a fresh cache every run) and later (warm cache), the
     // same program from its --rootfs tree, and staticx's (every start).
     let root = d.join("root");
-    run_ok(Command::new(&bin).arg(&hello).arg("--rootfs").arg(&root));
+    run_ok(Command::new(ELFPACK).arg(&hello).arg("--rootfs").arg(&root));
     let rootfs = median_ms(
         (0..RUNS)
             .map(|_| run_ok(Command::new("/usr/sbin/chroot").arg(&root).arg(&hello)))

@@ -33,8 +33,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{ELFPACK, median_ms, ms};
+
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-const ELFPACK: &str = env!("CARGO_BIN_EXE_elfpack");
 /// Seconds any single command may take before SIGALRM ends it.
 const PACK_TIMEOUT: u32 = 900;
 const RUN_TIMEOUT: u32 = 60;
@@ -227,15 +229,6 @@ fn run_once(r: &Run) -> Result<Duration, String> {
     })
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-fn median(mut v: Vec<Duration>) -> f64 {
-    v.sort();
-    ms(v[v.len() / 2])
-}
-
 /// First start = the first run after packing; later start = median of `runs`
 /// more.
 fn starts(r: &Run, runs: usize) -> (Fig, Fig) {
@@ -246,7 +239,7 @@ fn starts(r: &Run, runs: usize) -> (Fig, Fig) {
     let later = (0..runs)
         .map(|_| run_once(r))
         .collect::<Result<Vec<_>, _>>()
-        .map(median);
+        .map(median_ms);
     (Ok(first), later)
 }
 
@@ -269,11 +262,11 @@ fn single_file_starts(file: &Path, args: &[String], cache: &Path, runs: usize) -
             took
         })
         .collect::<Result<Vec<_>, _>>()
-        .map(median);
+        .map(median_ms);
     let later = (0..runs)
         .map(|_| run_once(&with(cache.join("first-0"))))
         .collect::<Result<Vec<_>, _>>()
-        .map(median);
+        .map(median_ms);
     (first, later)
 }
 
