@@ -594,7 +594,12 @@ impl Builder<'_> {
         let archive = base.join("locale-archive");
         let mut in_archive = Vec::new();
         if archive.is_file() {
-            let bytes = std::fs::read(&archive)
+            // Mapped: an archive of every locale is hundreds of MB, and one
+            // locale is a few of them. SAFETY: read-only, as glibc itself
+            // maps it; a concurrent truncation could fault, the same risk
+            // as in `elf::read`.
+            let bytes = std::fs::File::open(&archive)
+                .and_then(|f| unsafe { memmap2::Mmap::map(&f) })
                 .with_context(|| format!("{}: cannot read", archive.display()))?;
             let found = locale_archive::find(&bytes, &candidates)
                 .with_context(|| format!("{}", archive.display()))?;
@@ -618,14 +623,21 @@ impl Builder<'_> {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .chain(in_archive)
             .collect();
+        const SHOWN: usize = 20;
+        let mut there = have
+            .iter()
+            .take(SHOWN)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if have.is_empty() {
+            there = "none".into();
+        } else if have.len() > SHOWN {
+            there += &format!(" and {} more", have.len() - SHOWN);
+        }
         bail!(
-            "no such locale in {} or its locale-archive (there: {}); generate it with locale-gen or localedef",
+            "no such locale in {} or its locale-archive (there: {there}); generate it with locale-gen or localedef",
             base.display(),
-            if have.is_empty() {
-                "none".into()
-            } else {
-                have.join(", ")
-            }
         )
     }
 }
