@@ -693,7 +693,8 @@ fn sorted_dir(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(v)
 }
 
-fn file_id(p: &Path) -> Option<(u64, u64)> {
+/// (device, inode) of `p`, symlinks followed: one file under any name.
+pub(crate) fn file_id(p: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
 }
 

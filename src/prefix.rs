@@ -119,7 +119,8 @@ pub fn load_order(col: &Collection) -> Result<Vec<String>> {
         .collect()
 }
 
-fn file_name(p: &Path) -> Result<String> {
+/// The last component of `p`, as a string.
+pub(crate) fn file_name(p: &Path) -> Result<String> {
     Ok(p.file_name()
         .with_context(|| format!("{}: no file name", p.display()))?
         .to_string_lossy()

@@ -22,14 +22,14 @@
 //! `RUNPATH=$ORIGIN`, so they stay together and unedited.
 
 use std::collections::HashSet;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
 use crate::collect::Collection;
-use crate::extras::{Extras, Item, Role};
+use crate::extras::{Extras, Item, Role, file_id};
 use crate::plan::{Node, Plan, relative_to};
+use crate::prefix::file_name;
 use crate::runtime::GCONV_DIR;
 
 /// What a single file's launcher replaces with the directory it unpacked
@@ -265,20 +265,14 @@ fn script_launch(
             interp.display()
         );
     }
-    let name = |p: &Path| -> Result<String> {
-        Ok(p.file_name()
-            .with_context(|| format!("{}: no file name", p.display()))?
-            .to_string_lossy()
-            .into_owned())
-    };
-    let interp_bin = prefix.join("bin").join(name(interp)?);
+    let interp_bin = prefix.join("bin").join(file_name(interp)?);
     // The script's real path in the tree (its symlinks are in the tree too).
     let (real, _) = tree
         .lookup(script)
         .with_context(|| format!("{}: the script is not in the bundle", script.display()))?;
     let in_root = root_dir(prefix).join(real.strip_prefix("/").unwrap_or(real));
     if base == BUNDLE_TOKEN {
-        let mut argv = vec![format!("{base}/bin/{}", name(interp)?)];
+        let mut argv = vec![format!("{base}/bin/{}", file_name(interp)?)];
         argv.extend(args);
         argv.push(format!("{base}/root{}", real.display()));
         plan.entrypoint = vec![interp_bin.display().to_string()];
@@ -308,7 +302,7 @@ fn script_launch(
     new.extend_from_slice(body);
     plan.nodes
         .insert(in_root.clone(), Node::Data { bytes: new, mode });
-    let link = prefix.join("bin").join(name(script)?);
+    let link = prefix.join("bin").join(file_name(script)?);
     plan.insert(
         &link,
         Node::Symlink {
@@ -336,10 +330,6 @@ fn fix_elf(bytes: Vec<u8>, image_path: &Path, lib: &Path) -> Result<Vec<u8>> {
         }
         None => crate::prefix::without_rpath(bytes, &info, image_path),
     }
-}
-
-fn file_id(p: &Path) -> Option<(u64, u64)> {
-    std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// `PREFIX/etc/elfpack.env` for a `--prefix` bundle: POSIX shell that sets
