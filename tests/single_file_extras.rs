@@ -11,9 +11,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-use common::{ReadOnly, RootD, describe, require_root, stdout_ok, text};
-
-const PY_CODE: &str = "import json,ssl,sqlite3,ctypes,decimal; print(1)";
+use common::{PY_CODE, ReadOnly, RootD, describe, require_root, stdout_ok, text};
 
 /// A single file packed from `args`, alone in a fresh root D.
 struct Single {

@@ -12,7 +12,7 @@ mod common;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ELFPACK, FIXTURES as FIX, describe as show, run_elfpack as elfpack, text};
+use common::{ELFPACK, FIXTURES as FIX, PY_CODE, describe as show, run_elfpack as elfpack, text};
 
 /// elfpack's `--rootfs` output in root D ([`common::RootD`], keeping the
 /// image's /tmp).
@@ -66,8 +66,6 @@ impl Tree {
             .is_ok()
     }
 }
-
-const PY_CODE: &str = "import json,ssl,sqlite3,ctypes,decimal; print(1)";
 
 #[test]
 fn python_with_trace_runs_its_imports() {

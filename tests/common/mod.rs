@@ -21,6 +21,10 @@ pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
 /// The elfpack binary cargo built for these tests.
 pub const ELFPACK: &str = env!("CARGO_BIN_EXE_elfpack");
 
+/// Python that imports modules from the standard library and extension
+/// modules with libraries of their own (_ssl, _sqlite3, _ctypes, _decimal).
+pub const PY_CODE: &str = "import json,ssl,sqlite3,ctypes,decimal; print(1)";
+
 pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
