@@ -1,5 +1,5 @@
 //! Builds the static launcher in `stub/` and hands its bytes to the library
-//! (`include_bytes!` in src/pack). The stub is its own crate with its own
+//! (`include_bytes!` in src/emit/single_file). The stub is its own crate with its own
 //! profile (panic=abort, no libc), built into OUT_DIR with the same cargo,
 //! so a plain `cargo build` of elfpack is all it takes.
 

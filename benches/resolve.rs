@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use elfpack::resolve::Resolver;
+use elfpack::loader::resolve::Resolver;
 
 mod common;
 use common::{ELFPACK, median_ms};

@@ -189,7 +189,7 @@ fn main() {
     println!("\n## Goals (default = --compress balanced)\n");
     println!("| goal | measured | ratio | verdict |");
     println!("|---|---|---|---|");
-    let stub = elfpack::pack::STUB.len() as u64;
+    let stub = elfpack::emit::single_file::STUB.len() as u64;
     goal(
         "stub ≤ 32 KiB",
         format!("{stub} B"),

@@ -2,34 +2,26 @@
 //! exists (a `FROM scratch` image, another distro, a machine without its
 //! libraries).
 //!
-//! The pipeline, one module per step:
-//! 1. [`elf`] reads what the loader acts on (PT_INTERP, DT_NEEDED, RPATH...);
-//! 2. [`resolve`] finds the files glibc's loader would open ([`host`] and
-//!    [`ldcache`] supply its search facts), and [`runtime`] adds what libc
-//!    itself loads later; [`collect`] does this for every program named;
-//! 3. [`layout`] decides where each file goes, as a [`plan::Plan`];
-//! 4. [`emit`] writes a plan out; [`report`] explains a closure.
+//! The pipeline, one folder per stage; data flows one way, each stage uses
+//! only the ones before it:
+//! 1. [`elf`] reads what the loader acts on (PT_INTERP, DT_NEEDED, RPATH...)
+//!    and edits it ([`elf::edit`], `elfpack patch`);
+//! 2. [`loader`] finds the files glibc's loader would open;
+//! 3. [`collect`] adds what libc loads later and what no ELF header names;
+//! 4. [`plan`] decides where each file goes, as a [`plan::Plan`];
+//! 5. [`emit`] writes a plan out as a tree, tarball, OCI image or single file.
+//!
+//! Beside it: [`report`] explains a collection (`elfpack deps`), [`measure`]
+//! sizes and times outputs, [`selftest`] runs a result in an empty root,
+//! [`output`] writes every output atomically, [`cli`] is the command line.
 
 pub mod cli;
 pub mod collect;
 pub mod elf;
-pub mod elfedit;
 pub mod emit;
-pub mod extras;
-pub mod host;
-pub mod layout;
-pub mod ldcache;
-pub mod ldconf;
-pub mod locale_archive;
+pub mod loader;
 pub mod measure;
-pub mod pack;
+pub mod output;
 pub mod plan;
-pub mod prefix;
-pub mod prefix_root;
 pub mod report;
-pub mod resolve;
-pub mod runtime;
-pub mod scratch_etc;
-pub mod script;
 pub mod selftest;
-pub mod trace;

@@ -4,7 +4,7 @@
 //! and libraries. `ELFPACK_FUZZ_EXECS` sets the number of executions
 //! (default 20,000 so `cargo test` stays quick; README gives the long run).
 
-use elfpack::elfedit::{Edits, edit_bytes, inspect};
+use elfpack::elf::edit::{Edits, edit_bytes, inspect};
 
 struct Rng(u64);
 impl Rng {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use elfpack::elf::Kind;
-use elfpack::resolve::{NotFound, Resolver};
+use elfpack::loader::resolve::{NotFound, Resolver};
 
 const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
 

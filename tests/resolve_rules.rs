@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use elfpack::collect::{self, Collection};
-use elfpack::ldcache::LdCache;
-use elfpack::resolve::{NotFound, Resolver};
+use elfpack::loader::ldcache::LdCache;
+use elfpack::loader::resolve::{NotFound, Resolver};
 
 const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/resolve");
 
@@ -321,7 +321,7 @@ fn library_known_only_to_ld_so_cache_runs_in_rootfs() {
     assert!(st.success());
     let mut r = Resolver::with_cache(LdCache::load(&cache).unwrap());
     let opts = collect::Options {
-        nsswitch: elfpack::scratch_etc::NSSWITCH.into(),
+        nsswitch: elfpack::plan::scratch_etc::NSSWITCH.into(),
         gconv: Default::default(),
         search_path: String::new(),
         extras: Default::default(),
@@ -329,13 +329,13 @@ fn library_known_only_to_ld_so_cache_runs_in_rootfs() {
     let col: Collection = collect::collect(&mut r, &[d.join("prog")], &opts).unwrap();
     let c = &col.closures[0];
     let a = c.objects.iter().find(|o| o.name == "liba.so").unwrap();
-    assert_eq!(a.via, elfpack::resolve::Via::Cache);
-    let ropts = elfpack::layout::RootfsOptions {
+    assert_eq!(a.via, elfpack::loader::resolve::Via::Cache);
+    let ropts = elfpack::plan::layout::RootfsOptions {
         scratch_etc: true,
         nsswitch: opts.nsswitch.clone(),
         ..Default::default()
     };
-    let plan = elfpack::layout::rootfs_plan(&col, r.ld_cache(), &ropts).unwrap();
+    let plan = elfpack::plan::layout::rootfs_plan(&col, r.ld_cache(), &ropts).unwrap();
     let root = d.join("root");
     elfpack::emit::rootfs::write(&plan, &root, false).unwrap();
     let out = Command::new("chroot")

@@ -2,7 +2,7 @@
 //! give a file the readers accept again.
 #![no_main]
 
-use elfpack::elfedit::{Edits, edit_bytes, inspect};
+use elfpack::elf::edit::{Edits, edit_bytes, inspect};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

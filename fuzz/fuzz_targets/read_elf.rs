@@ -6,5 +6,5 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let _ = elfpack::elf::parse(data);
-    let _ = elfpack::elfedit::inspect(data);
+    let _ = elfpack::elf::edit::inspect(data);
 });

@@ -10,12 +10,13 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
+use crate::collect::runtime::Gconv;
 use crate::collect::{self, Collection};
-use crate::layout::{self, RootfsOptions};
+use crate::loader::resolve::Resolver;
 use crate::measure::{self, OutputSize, PackReport, StartTimes};
-use crate::resolve::Resolver;
-use crate::runtime::Gconv;
-use crate::{emit, report, scratch_etc};
+use crate::plan::layout::{self, RootfsOptions};
+use crate::plan::scratch_etc;
+use crate::{emit, report};
 
 /// Make a dynamically linked program run where nothing else exists.
 #[derive(Parser, Debug)]
@@ -64,7 +65,7 @@ struct CollectArgs {
     #[arg(long, value_name = "SPEC", default_value = "none")]
     gconv: Gconv,
     #[command(flatten)]
-    extras: crate::extras::ExtraArgs,
+    extras: crate::collect::ExtraArgs,
 }
 
 #[derive(Args, Debug)]
@@ -80,7 +81,7 @@ struct PackArgs {
     output: Option<PathBuf>,
     /// Compression of a single file (-o FILE): balanced (LZMA in parallel chunks), max (LZMA, one chunk, smallest), fast (LZ4, quickest first start), none.
     #[arg(long, value_enum, default_value = "balanced")]
-    compress: crate::pack::Compression,
+    compress: crate::emit::single_file::Compression,
     /// Write an OCI image-layout archive (podman load -i, skopeo inspect oci-archive:).
     #[arg(long, value_name = "IMAGE.tar")]
     oci: Option<PathBuf>,
@@ -206,7 +207,7 @@ fn deps(a: &DepsArgs) -> Result<()> {
     let text = if a.json {
         report::json(&col) + "\n"
     } else {
-        report::tree(&col) + &crate::extras::report(&col.extras)
+        report::tree(&col) + &crate::report::extras::report(&col.extras)
     };
     std::io::stdout().write_all(text.as_bytes())?;
     warn_all(&col.warnings);
@@ -252,26 +253,26 @@ fn pack(a: &PackArgs) -> Result<()> {
         nsswitch,
         exclude: a.exclude.clone(),
     };
-    let mut launch = crate::prefix_root::Launch::default();
+    let mut launch = crate::plan::bundle::Launch::default();
     let mut plan = match (&a.prefix, single) {
         (_, Some(_)) => {
-            let prefix = crate::pack::placeholder_prefix();
-            let mut plan = crate::prefix::prefix_plan(&col, &prefix)?;
-            launch = crate::prefix_root::add_run_time_files(
+            let prefix = crate::emit::single_file::placeholder_prefix();
+            let mut plan = crate::plan::prefix::prefix_plan(&col, &prefix)?;
+            launch = crate::plan::bundle::add_run_time_files(
                 &mut plan,
                 &col,
                 &prefix,
-                crate::prefix_root::BUNDLE_TOKEN,
+                crate::plan::bundle::BUNDLE_TOKEN,
                 &a.image.env,
             )?;
             if !a.no_etc {
-                crate::prefix::add_scratch_etc(&mut plan, &prefix)?;
+                crate::plan::prefix::add_scratch_etc(&mut plan, &prefix)?;
             }
             plan
         }
         (Some(prefix), None) => {
-            let mut plan = crate::prefix::prefix_plan(&col, prefix)?;
-            launch = crate::prefix_root::add_run_time_files(
+            let mut plan = crate::plan::prefix::prefix_plan(&col, prefix)?;
+            launch = crate::plan::bundle::add_run_time_files(
                 &mut plan,
                 &col,
                 prefix,
@@ -282,7 +283,7 @@ fn pack(a: &PackArgs) -> Result<()> {
                 // Nothing runs before a --prefix program to set these.
                 plan.add_data(
                     &prefix.join("etc/elfpack.env"),
-                    crate::prefix_root::env_file(&launch).into_bytes(),
+                    crate::plan::bundle::env_file(&launch).into_bytes(),
                     0o644,
                 )?;
             }
@@ -293,7 +294,7 @@ fn pack(a: &PackArgs) -> Result<()> {
     if let Some(e) = &a.image.entrypoint {
         plan.entrypoint = vec![match single {
             // In a single file, programs live in the bundle's bin/.
-            Some(_) => crate::pack::placeholder_prefix()
+            Some(_) => crate::emit::single_file::placeholder_prefix()
                 .join("bin")
                 .join(Path::new(e).file_name().unwrap_or_default())
                 .display()
@@ -314,7 +315,7 @@ fn pack(a: &PackArgs) -> Result<()> {
     }
     eprint!(
         "{}",
-        crate::extras::summary(&col.extras)
+        crate::report::extras::summary(&col.extras)
             .map(|s| s + "\n")
             .unwrap_or_default()
     );
@@ -338,9 +339,9 @@ fn pack(a: &PackArgs) -> Result<()> {
         });
     }
     if let Some(f) = single {
-        crate::pack::write_single_file(
+        crate::emit::single_file::write_single_file(
             &plan,
-            &crate::prefix::load_order(&col)?,
+            &crate::plan::prefix::load_order(&col)?,
             &launch,
             f,
             a.compress,
@@ -503,7 +504,7 @@ fn self_test(packed: &PackedRoot, a: &PackArgs) -> Result<()> {
 /// Tells what a bundle's program will find through its environment, since
 /// a bundle keeps run-time files under its own directory, not at their paths.
 fn launch_note(
-    launch: &crate::prefix_root::Launch,
+    launch: &crate::plan::bundle::Launch,
     single: bool,
     prefix: Option<&Path>,
 ) -> Option<String> {
@@ -526,7 +527,7 @@ fn launch_note(
 }
 
 fn entrypoint_text(plan: &crate::plan::Plan) -> String {
-    let placeholder = crate::pack::placeholder_prefix();
+    let placeholder = crate::emit::single_file::placeholder_prefix();
     if let Some(inside) = plan
         .entrypoint
         .first()

@@ -1,11 +1,11 @@
-//! `elfpack patch`: patchelf's options over [`crate::elfedit`].
+//! `elfpack patch`: patchelf's options over [`crate::elf::edit`].
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::elfedit::{self, Edits};
+use crate::elf::edit::{self, Edits};
 
 #[derive(Args, Debug)]
 pub struct PatchArgs {
@@ -58,14 +58,14 @@ pub fn run(a: &PatchArgs) -> Result<()> {
     };
     if !edits.is_empty() {
         let out = a.output.as_ref().unwrap_or(&a.file);
-        elfedit::edit_file(&a.file, out, &edits)?;
+        edit::edit_file(&a.file, out, &edits)?;
     } else if let Some(out) = &a.output {
         std::fs::copy(&a.file, out).with_context(|| format!("{}: cannot write", out.display()))?;
     }
     let target = a.output.as_ref().unwrap_or(&a.file);
     let data =
         std::fs::read(target).with_context(|| format!("{}: cannot read", target.display()))?;
-    let info = elfedit::inspect(&data).with_context(|| target.display().to_string())?;
+    let info = edit::inspect(&data).with_context(|| target.display().to_string())?;
     if a.print_interpreter {
         let interp = info
             .interpreter

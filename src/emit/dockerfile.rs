@@ -45,7 +45,7 @@ pub fn context_path(path: &Path, rootfs: &Path, force: bool) -> Result<PathBuf> 
 /// [`context_path`]), atomically.
 pub fn write(plan: &Plan, path: &Path, rootfs: &Path, force: bool) -> Result<()> {
     let rel = context_path(path, rootfs, force)?;
-    crate::emit::atomic_write(path, force, |f| {
+    crate::output::atomic_write(path, force, |f| {
         use std::io::Write;
         Ok(f.write_all(render(plan, &rel).as_bytes())?)
     })

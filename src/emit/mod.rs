@@ -1,35 +1,15 @@
-//! Output writers: each turns a [`crate::plan::Plan`] into one kind of artefact.
+//! Stage 5, emit: turns a [`crate::plan::Plan`] into one kind of artefact.
+//!
+//! Takes a finished plan (and for images, the image configuration); gives
+//! files on disk. One module per destination, so adding an output never
+//! touches another: a rootfs tree ([`rootfs`]), a tarball ([`tar`]), an OCI
+//! image archive ([`oci`]), a Dockerfile beside a tree ([`dockerfile`]), a
+//! self-extracting single file ([`single_file`]). A `--prefix` bundle is a
+//! rootfs write of the plan made by [`crate::plan::prefix`] and
+//! [`crate::plan::bundle`], so it needs no emitter of its own.
 
 pub mod dockerfile;
 pub mod oci;
 pub mod rootfs;
+pub mod single_file;
 pub mod tar;
-
-use std::path::Path;
-
-use anyhow::{Context, Result, bail};
-
-/// Writes a file through `fill` into a temporary file beside `out`, renamed
-/// over `out` only once complete: a failure never leaves a partial output.
-pub fn atomic_write(
-    out: &Path,
-    force: bool,
-    fill: impl FnOnce(&mut std::fs::File) -> Result<()>,
-) -> Result<()> {
-    if out.exists() && !force {
-        bail!("{}: exists (use --force to replace it)", out.display());
-    }
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".elfpack-")
-        .tempfile_in(dir)
-        .with_context(|| format!("{}: cannot create a temporary file", dir.display()))?;
-    fill(tmp.as_file_mut()).with_context(|| format!("{}: cannot write", out.display()))?;
-    tmp.as_file().sync_all().ok();
-    tmp.persist(out)
-        .with_context(|| format!("{}: cannot rename into place", out.display()))?;
-    Ok(())
-}

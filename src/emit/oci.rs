@@ -130,7 +130,7 @@ pub fn archive(plan: &Plan, cfg: &ImageConfig) -> Result<Vec<u8>> {
 
 pub fn write_file(plan: &Plan, cfg: &ImageConfig, out: &Path, force: bool) -> Result<()> {
     let bytes = archive(plan, cfg)?;
-    crate::emit::atomic_write(out, force, |f| Ok(f.write_all(&bytes)?))
+    crate::output::atomic_write(out, force, |f| Ok(f.write_all(&bytes)?))
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time (days-to-civil, proleptic Gregorian).

@@ -141,7 +141,7 @@ const END_OF_ARCHIVE: usize = 1024;
 
 /// Writes `plan` as a tar file at `out`, atomically.
 pub fn write_file(plan: &Plan, out: &Path, force: bool) -> Result<()> {
-    crate::emit::atomic_write(out, force, |f| {
+    crate::output::atomic_write(out, force, |f| {
         write(plan, std::io::BufWriter::new(f), source_date_epoch())?.flush()?;
         Ok(())
     })

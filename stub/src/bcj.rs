@@ -1,5 +1,5 @@
 //! The x86-64 branch and RIP-relative filter: elfpack encodes before
-//! compressing (its `src/pack` compiles this very file), the launcher
+//! compressing (its `src/emit/single_file` compiles this very file), the launcher
 //! decodes after decompressing.
 //!
 //! Machine code reaches the same functions and globals from many places; as

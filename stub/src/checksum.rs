@@ -1,4 +1,4 @@
-//! The payload's integrity check, computed by elfpack (its `src/pack`
+//! The payload's integrity check, computed by elfpack (its `src/emit/single_file`
 //! compiles this very file) and verified by the launcher before it decodes
 //! anything.
 //!

@@ -10,7 +10,7 @@
 //! `ELFPACK_DEBUG=1` makes it tell on stderr what it does.
 //!
 //! File layout: `[this stub][payload][64-byte trailer]`; see
-//! `src/pack/format.rs` in elfpack for the writer's side.
+//! `src/emit/single_file/format.rs` in elfpack for the writer's side.
 
 #![no_std]
 #![no_main]
@@ -698,7 +698,7 @@ fn unpack(ctx: &Ctx, fd: isize, tr: &Trailer, me: &Path) -> &'static mut [u8] {
 }
 
 /// The archive: a header, then records `kind:u8 mode:u32 path_len:u32
-/// data_len:u64 path data`. See elfpack's src/pack/format.rs.
+/// data_len:u64 path data`. See elfpack's src/emit/single_file/format.rs.
 struct Header {
     count: usize,
     program: usize,

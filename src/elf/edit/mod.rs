@@ -214,7 +214,7 @@ pub fn edit_file(input: &Path, output: &Path, edits: &Edits) -> Result<()> {
     let data = std::fs::read(input).with_context(|| format!("{}: cannot read", input.display()))?;
     let mode = std::fs::metadata(input)?.permissions().mode();
     let edited = edit_bytes(&data, edits).with_context(|| input.display().to_string())?;
-    crate::emit::atomic_write(output, true, |f| {
+    crate::output::atomic_write(output, true, |f| {
         use std::io::Write;
         f.write_all(&edited)?;
         f.set_permissions(std::fs::Permissions::from_mode(mode))?;

@@ -27,10 +27,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use crate::collect::Collection;
-use crate::extras::{Extras, Item, Role, file_id};
+use crate::collect::extras::{Extras, Item, Role, file_id};
+use crate::collect::runtime::GCONV_DIR;
+use crate::plan::prefix::file_name;
 use crate::plan::{Node, Plan, relative_to};
-use crate::prefix::file_name;
-use crate::runtime::GCONV_DIR;
 
 /// What a single file's launcher replaces with the directory it unpacked
 /// into (the bundle directory); usable in `--env` values of single files.
@@ -61,7 +61,7 @@ pub fn root_dir(prefix: &Path) -> PathBuf {
     prefix.join("root")
 }
 
-/// Adds to `plan` (made by [`crate::prefix::prefix_plan`] for `prefix`)
+/// Adds to `plan` (made by [`crate::plan::prefix::prefix_plan`] for `prefix`)
 /// the run-time files of `col` and says how to launch its program. `base`
 /// is how the bundle directory is written in the environment: the prefix
 /// itself, or [`BUNDLE_TOKEN`] for a single file. `user_env` (`--env K=V`)
@@ -106,10 +106,10 @@ pub fn add_run_time_files(
                 let bytes =
                     std::fs::read(p).with_context(|| format!("{}: cannot read", p.display()))?;
                 let bytes = match crate::elf::parse(&bytes) {
-                    Ok(info) => crate::prefix::without_rpath(bytes, &info, p)?,
+                    Ok(info) => crate::plan::prefix::without_rpath(bytes, &info, p)?,
                     Err(_) => bytes,
                 };
-                crate::prefix::add_unique(plan, &lib.join(name), bytes, 0o755, p)
+                crate::plan::prefix::add_unique(plan, &lib.join(name), bytes, 0o755, p)
                     .with_context(|| format!("{} ({})", a.source, a.why))?;
             }
             (_, Item::HostPath(p))
@@ -118,7 +118,7 @@ pub fn add_run_time_files(
             _ => data.added.push(a.clone()),
         }
     }
-    crate::extras::place(&mut tree, &data)?;
+    crate::plan::extras::place(&mut tree, &data)?;
     if !tree.nodes.is_empty() {
         plan.add_dir(&root, 0o755)?;
     }
@@ -227,7 +227,7 @@ fn script_launch(
     plan: &mut Plan,
     col: &Collection,
     program: &crate::collect::Program,
-    sb: &crate::script::Shebang,
+    sb: &crate::collect::script::Shebang,
     prefix: &Path,
     base: &str,
     tree: &Plan,
@@ -326,9 +326,9 @@ fn fix_elf(bytes: Vec<u8>, image_path: &Path, lib: &Path) -> Result<Vec<u8>> {
     match &info.interpreter {
         Some(i) => {
             let loader = Path::new(Path::new(i).file_name().unwrap_or_default());
-            crate::prefix::to_bundled_loader(&bytes, loader, lib, image_path)
+            crate::plan::prefix::to_bundled_loader(&bytes, loader, lib, image_path)
         }
-        None => crate::prefix::without_rpath(bytes, &info, image_path),
+        None => crate::plan::prefix::without_rpath(bytes, &info, image_path),
     }
 }
 

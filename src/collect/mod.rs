@@ -1,34 +1,27 @@
-//! From the programs a user names to everything that must ship with them:
-//! ELF closures (start-up and run-time loads), script interpreters, and the
-//! data files libc reads. This is the step between resolving and planning.
+//! Stage 3, collect: from the programs a user names to everything that must
+//! ship with them.
+//!
+//! Takes program paths and [`Options`]; gives a [`Collection`]: the ELF
+//! closures ([`crate::loader`]) of programs and `#!` interpreters
+//! ([`script`]), what libc itself loads later ([`runtime`]: NSS, libgcc_s,
+//! gconv), and the files no ELF header names ([`extras`]: `--trace`,
+//! `--add`, CA bundle, time zones, locales). It says what ships, not where:
+//! that is [`crate::plan`]'s job.
+
+pub mod extras;
+pub mod locale_archive;
+pub mod options;
+pub mod runtime;
+pub mod script;
+pub mod trace;
+
+pub use options::{ExtraArgs, ExtraOptions, Options, Program};
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use crate::resolve::{Closure, Resolver};
-use crate::runtime::{self, Gconv};
-use crate::script;
-
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// The nsswitch.conf that will ship (decides which NSS modules load).
-    pub nsswitch: String,
-    pub gconv: Gconv,
-    /// PATH used to resolve `#!/usr/bin/env NAME`.
-    pub search_path: String,
-    /// --trace, --add, --ca-certs, --tzdata, --locale (see crate::extras).
-    pub extras: crate::extras::Options,
-}
-
-/// One program named on the command line.
-#[derive(Debug, Clone)]
-pub struct Program {
-    /// Absolute path as given (symlinks kept, so /usr/bin/python3 stays python3).
-    pub path: PathBuf,
-    /// Its `#!` line, for scripts.
-    pub shebang: Option<script::Shebang>,
-}
+use crate::loader::resolve::{Closure, Resolver};
 
 #[derive(Debug, Default)]
 pub struct Collection {
@@ -39,7 +32,7 @@ pub struct Collection {
     pub data_files: Vec<PathBuf>,
     pub warnings: Vec<String>,
     /// Files from --trace, --add, --ca-certs, --tzdata, --locale.
-    pub extras: crate::extras::Extras,
+    pub extras: crate::collect::extras::Extras,
 }
 
 /// Scripts may name a script as interpreter; the kernel allows a few levels.
@@ -56,7 +49,7 @@ pub fn collect(
         let shebang = add_executable(resolver, &path, opts, &mut out, 0)?;
         out.programs.push(Program { path, shebang });
     }
-    out.extras = crate::extras::collect(resolver, &out, opts)?;
+    out.extras = extras::collect(resolver, &out.programs, &out.closures, opts)?;
     out.warnings.append(&mut out.extras.warnings);
     for c in &mut out.closures {
         out.warnings.append(&mut c.warnings);

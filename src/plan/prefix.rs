@@ -17,14 +17,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use crate::collect::Collection;
-use crate::elfedit::{self, Edits};
+use crate::elf::edit::{self, Edits};
+use crate::loader::resolve::{Object, Via};
 use crate::plan::Plan;
-use crate::resolve::{Object, Via};
 
 /// Files under `PREFIX/etc` a single file's launcher installs into `/etc`
 /// when they are missing there (a `FROM scratch` image has none).
 pub fn add_scratch_etc(plan: &mut Plan, prefix: &Path) -> Result<()> {
-    for (path, content, mode) in crate::scratch_etc::files() {
+    for (path, content, mode) in crate::plan::scratch_etc::files() {
         let rel = Path::new(path).strip_prefix("/").unwrap_or(Path::new(path));
         plan.add_data(&prefix.join(rel), content.as_bytes().to_vec(), mode)?;
     }
@@ -41,7 +41,7 @@ pub fn without_rpath(bytes: Vec<u8>, info: &crate::elf::ElfInfo, src: &Path) -> 
         remove_rpath: true,
         ..Default::default()
     };
-    elfedit::edit_bytes(&bytes, &edits)
+    edit::edit_bytes(&bytes, &edits)
         .with_context(|| format!("{}: cannot remove its RPATH/RUNPATH", src.display()))
 }
 
@@ -54,7 +54,7 @@ pub fn to_bundled_loader(bytes: &[u8], loader: &Path, lib: &Path, src: &Path) ->
         force_rpath: true,
         ..Default::default()
     };
-    elfedit::edit_bytes(bytes, &edits)
+    edit::edit_bytes(bytes, &edits)
         .with_context(|| format!("{}: cannot set its interpreter and RPATH", src.display()))
 }
 
@@ -69,12 +69,12 @@ pub fn prefix_plan(col: &Collection, prefix: &Path) -> Result<Plan> {
     plan.add_dir(&bin, 0o755)?;
     for c in &col.closures {
         let interp = c.interpreter();
-        // gconv modules live under PREFIX/root (crate::prefix_root).
+        // gconv modules live under PREFIX/root (crate::plan::bundle).
         for o in c.objects[1..]
             .iter()
-            .filter(|o| !o.path.starts_with(crate::runtime::GCONV_DIR))
+            .filter(|o| !o.path.starts_with(crate::collect::runtime::GCONV_DIR))
         {
-            let dest = lib.join(lib_name(o)?);
+            let dest = lib.join(o.lib_name()?);
             let data = std::fs::read(&o.path)
                 .with_context(|| format!("{}: cannot read", o.path.display()))?;
             let bytes = without_rpath(data, &o.info, &o.path)?;
@@ -96,16 +96,6 @@ pub fn prefix_plan(col: &Collection, prefix: &Path) -> Result<Plan> {
     Ok(plan)
 }
 
-/// The name an object gets in the flat lib dir: the loader keeps its file
-/// name; libraries take the name the loader searches for (the DT_NEEDED
-/// string, or the file name for objects requested by path).
-pub fn lib_name(o: &Object) -> Result<String> {
-    match o.via {
-        Via::Interpreter | Via::Path => file_name(&o.path),
-        _ => Ok(o.name.clone()),
-    }
-}
-
 /// Library names in the order the loader maps them for the first program
 /// (run-time loads last), without the loader itself.
 pub fn load_order(col: &Collection) -> Result<Vec<String>> {
@@ -115,7 +105,7 @@ pub fn load_order(col: &Collection) -> Result<Vec<String>> {
     c.objects[1..]
         .iter()
         .filter(|o| o.via != Via::Interpreter)
-        .map(lib_name)
+        .map(Object::lib_name)
         .collect()
 }
 

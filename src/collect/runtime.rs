@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::resolve::{Closure, Resolver};
+use crate::loader::resolve::{Closure, Resolver};
 
 /// NSS sources glibc 2.36 has built in: they need no module.
 const BUILTIN_NSS: &[&str] = &["files", "dns"];

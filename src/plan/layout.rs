@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 
 use crate::collect::Collection;
-use crate::ldcache::LdCache;
+use crate::loader::ldcache::LdCache;
 use crate::plan::Plan;
-use crate::scratch_etc;
+use crate::plan::scratch_etc;
 
 #[derive(Debug, Clone, Default)]
 pub struct RootfsOptions {
@@ -32,7 +32,7 @@ pub struct RootfsOptions {
 }
 
 impl RootfsOptions {
-    fn excludes(&self, o: &crate::resolve::Object) -> bool {
+    fn excludes(&self, o: &crate::loader::resolve::Object) -> bool {
         let file = o
             .path
             .file_name()
@@ -101,7 +101,7 @@ pub fn rootfs_plan(col: &Collection, cache: &LdCache, opts: &RootfsOptions) -> R
         }
         plan.add_dir(Path::new("/tmp"), 0o1777)?;
     }
-    crate::extras::place(&mut plan, &col.extras)?;
+    crate::plan::extras::place(&mut plan, &col.extras)?;
     if !col.closures.iter().all(|c| c.objects.len() == 1) {
         let extra = search_path_fallbacks(col, cache);
         let bytes = cache.write_subset(|p| plan.lookup(p).is_some(), &extra);
@@ -118,7 +118,7 @@ pub fn rootfs_plan(col: &Collection, cache: &LdCache, opts: &RootfsOptions) -> R
 /// the host's cache and the default directories do not know are added, so
 /// no other lookup changes.
 fn search_path_fallbacks(col: &Collection, cache: &LdCache) -> Vec<(String, PathBuf)> {
-    use crate::resolve::Via;
+    use crate::loader::resolve::Via;
     let system = [
         "/lib/x86_64-linux-gnu",
         "/usr/lib/x86_64-linux-gnu",
@@ -131,7 +131,7 @@ fn search_path_fallbacks(col: &Collection, cache: &LdCache) -> Vec<(String, Path
         let by_search_path = matches!(o.via, Via::Rpath(_) | Via::Runpath);
         if !by_search_path
             || cache
-                .lookup(&o.name, crate::ldcache::X86_64_LIBC6, |_| 0)
+                .lookup(&o.name, crate::loader::ldcache::X86_64_LIBC6, |_| 0)
                 .is_some()
             || system.iter().any(|d| Path::new(d).join(&o.name).exists())
         {

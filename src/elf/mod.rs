@@ -1,8 +1,12 @@
-//! Reading the few ELF facts the dynamic loader acts on.
+//! Stage 1, elf: reading (this module) and editing ([`edit`]) ELF files.
+//!
+//! Reading covers the few ELF facts the dynamic loader acts on.
 //!
 //! Only the ELF header, the program headers and the dynamic segment are read:
 //! that is all `ld.so` looks at when it maps an object, and skipping section
 //! headers and symbol tables keeps resolution of thousands of files fast.
+
+pub mod edit;
 
 use std::fs::File;
 use std::path::Path;

@@ -1,6 +1,18 @@
-//! The file plan: every path an output will contain, and where its bytes come
-//! from. Output modes (rootfs directory, tarballs, single files) only walk a
-//! plan; they never look at ELF files or search paths themselves.
+//! Stage 4, plan: where each file goes.
+//!
+//! Takes a [`crate::collect::Collection`]; gives a [`Plan`]: every path an
+//! output will contain, and where its bytes come from. [`layout`] makes the
+//! plan of an image tree (files at their host paths), [`prefix`] and
+//! [`bundle`] the plan of a relocatable bundle (PT_INTERP and RPATH rewritten,
+//! run-time files mirrored under `PREFIX/root`), [`extras`] places what the
+//! user added, [`scratch_etc`] generates the /etc a scratch image lacks.
+//! Emitters only walk a plan; they never look at ELF files or search paths.
+
+pub mod bundle;
+pub mod extras;
+pub mod layout;
+pub mod prefix;
+pub mod scratch_etc;
 
 use std::collections::BTreeMap;
 use std::collections::VecDeque;

@@ -1,11 +1,13 @@
 //! `elfpack deps`: a static `ldd` that says why each file is there.
 
+pub mod extras;
+
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
 use crate::collect::Collection;
-use crate::resolve::{Closure, Reason, Via};
+use crate::loader::resolve::{Closure, Reason, Via};
 
 #[derive(Serialize)]
 struct JsonReport<'a> {

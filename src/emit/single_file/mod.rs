@@ -1,15 +1,15 @@
 //! Single-file output: `elfpack ./hello -o hello.packed`.
 //!
-//! The bundle is a prefix bundle ([`crate::prefix`]) whose prefix is a
+//! The bundle is a prefix bundle ([`crate::plan::prefix`]) whose prefix is a
 //! placeholder; the launcher (`stub/`) unpacks it into a per-user cache
 //! directory, writes that directory into the program's PT_INTERP and
 //! DT_RPATH, and execs the program.
 
 /// The x86-64 branch and RIP-relative filter, one file for both directions
 /// (the launcher's).
-#[path = "../../stub/src/bcj.rs"]
+#[path = "../../../stub/src/bcj.rs"]
 mod bcj;
-#[path = "../../stub/src/checksum.rs"]
+#[path = "../../../stub/src/checksum.rs"]
 mod checksum;
 mod compress;
 pub mod format;
@@ -17,7 +17,7 @@ pub mod format;
 /// The launcher's decoder, compiled into elfpack's tests so that the
 /// encoder is tested against the decoder that will run it.
 #[cfg(test)]
-#[path = "../../stub/src/lzma.rs"]
+#[path = "../../../stub/src/lzma.rs"]
 mod stub_lzma;
 
 use std::io::Write;
@@ -68,7 +68,7 @@ pub struct PackStats {
 pub fn write_single_file(
     plan: &Plan,
     load_order: &[String],
-    launch: &crate::prefix_root::Launch,
+    launch: &crate::plan::bundle::Launch,
     out: &Path,
     compression: Compression,
     force: bool,
@@ -182,7 +182,7 @@ pub fn write_single_file(
         table_hash: checksum::checksum(&table),
         key,
     };
-    crate::emit::atomic_write(out, force, |f| {
+    crate::output::atomic_write(out, force, |f| {
         use std::os::unix::fs::PermissionsExt;
         f.write_all(STUB)?;
         for c in &chunks {
@@ -236,7 +236,7 @@ fn order_for_chunks(records: Vec<Record>, c: Compression) -> (Vec<Record>, usize
 /// a `#!` script's argv, and the placeholders in ELF programs other than
 /// the entry (extra programs pointed at the bundled loader).
 fn launch_records(
-    launch: &crate::prefix_root::Launch,
+    launch: &crate::plan::bundle::Launch,
     records: &[Record],
     program: usize,
 ) -> Result<Vec<(&'static str, Vec<u8>)>> {

@@ -28,8 +28,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::elf::{self, ElfInfo, Kind, NotElf};
-use crate::host::HostCaps;
-use crate::ldcache::{self, LdCache};
+use crate::loader::host::HostCaps;
+use crate::loader::ldcache::{self, LdCache};
 
 /// How an object came to be loaded; shown by `elfpack deps`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +92,24 @@ pub struct Object {
     /// result runs on any x86-64.
     pub baseline: Option<PathBuf>,
     id: (u64, u64),
+}
+
+impl Object {
+    /// The name this object is found by in a flat lib dir (a bundle's): the
+    /// loader keeps its file name; libraries take the name the loader
+    /// searches for (the DT_NEEDED string, or the file name for objects
+    /// requested by path).
+    pub fn lib_name(&self) -> anyhow::Result<String> {
+        match self.via {
+            Via::Interpreter | Via::Path => Ok(self
+                .path
+                .file_name()
+                .ok_or_else(|| anyhow::anyhow!("{}: no file name", self.path.display()))?
+                .to_string_lossy()
+                .into_owned()),
+            _ => Ok(self.name.clone()),
+        }
+    }
 }
 
 /// The objects one program needs, in the loader's mapping order:
@@ -428,7 +446,7 @@ impl Resolver {
                 return Ok((p, info, Via::DefaultDirs, sub));
             }
         }
-        let stale_cache = crate::ldconf::dirs(Path::new("/etc/ld.so.conf"))
+        let stale_cache = crate::loader::ldconf::dirs(Path::new("/etc/ld.so.conf"))
             .into_iter()
             .find(|(d, _)| d.join(name).is_file())
             .map(|(d, conf)| (d.join(name), conf));

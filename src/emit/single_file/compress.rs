@@ -233,7 +233,7 @@ fn lzma(data: &[u8], extreme: bool) -> Result<(u8, Vec<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pack::stub_lzma;
+    use crate::emit::single_file::stub_lzma;
 
     /// xorshift32: the same noise on every run.
     struct XorShift(u32);
