@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# README's test command. On Debian 12 (bookworm) as root with Rust installed:
+# installs the apt packages the tests use when any is missing, then runs
+# `cargo test --release` (extra arguments go to cargo test). Most tests need
+# root (chroot, mount, mknod, namespaces, podman); run as another user they
+# skip themselves.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# rustup installs cargo under ~/.cargo/bin, which a non-login shell may lack.
+if ! command -v cargo >/dev/null && [ -f "$HOME/.cargo/env" ]; then
+  # shellcheck disable=SC1091
+  . "$HOME/.cargo/env"
+fi
+command -v cargo >/dev/null || { echo "test.sh: cargo not found (install Rust first)" >&2; exit 1; }
+
+# What the tests use, and why:
+#   gcc g++ libc6-dev binutils   fixtures built at test time (-static needs libc6-dev's libc.a),
+#                                readelf
+#   make ca-certificates         building the crate (crates.io over https)
+#   curl git sqlite3 openssl     Debian programs packed and run in scratch roots
+#   libc-bin                     ld.so --list (the oracle), ldconfig, getent, iconv
+#   coreutils util-linux tar gzip  chroot, setpriv (a file root cannot read), tar, sha256sum
+#   podman runc skopeo           FROM scratch images built and run; OCI archives inspected
+#   uidmap fuse-overlayfs        podman's storage helpers
+#   netavark                     podman's network backend (as tested; otherwise apt picks
+#                                any provider of container-network-stack)
+#   musl musl-tools musl-dev     a musl-only userland for the prefix-bundle test
+#   golang-go python3 tzdata     --trace of Debian's python3, the CGo fixture, --tzdata
+#   locales                      --locale C.UTF-8
+PACKAGES=(
+  gcc g++ libc6-dev binutils make ca-certificates
+  curl git sqlite3 openssl libc-bin
+  coreutils util-linux tar gzip
+  podman runc skopeo uidmap fuse-overlayfs netavark
+  musl musl-tools musl-dev
+  golang-go python3 tzdata locales
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "test.sh: missing apt packages: ${missing[*]} (run me as root, or apt-get install them)" >&2
+    exit 1
+  fi
+  echo "test.sh: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+exec cargo test --release "$@"
