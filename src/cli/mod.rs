@@ -241,9 +241,18 @@ fn pack(a: &PackArgs) -> Result<()> {
         _ => {}
     }
     for out in [&dockerfile, &a.output, &a.oci].into_iter().flatten() {
-        if out.exists() && !a.force {
-            bail!("{}: exists (use --force to replace it)", out.display());
-        }
+        crate::output::check_file_output(out, a.force)?;
+    }
+    if let Some(dir) = &a.rootfs {
+        crate::output::check_dir_output(dir, a.force)?;
+    }
+    if let Some(f) = single.filter(|f| crate::output::is_pipe(f))
+        && (a.test || a.compare_run)
+    {
+        bail!(
+            "{}: a pipe cannot be run afterwards: --test and --compare-run need a file output",
+            f.display()
+        );
     }
     let (resolver, col, nsswitch) = collect_programs(&a.programs, &a.collect, &a.args)?;
     let opts = RootfsOptions {
@@ -319,6 +328,22 @@ fn pack(a: &PackArgs) -> Result<()> {
             .map(|s| s + "\n")
             .unwrap_or_default()
     );
+    // Nothing that is being packed may be replaced by an output.
+    let inputs: Vec<&Path> = plan
+        .nodes
+        .values()
+        .filter_map(|n| match n {
+            crate::plan::Node::File { src, .. } => Some(src.as_path()),
+            _ => None,
+        })
+        .chain(col.programs.iter().map(|p| p.path.as_path()))
+        .collect();
+    for out in [&a.rootfs, &dockerfile, &a.output, &a.oci]
+        .into_iter()
+        .flatten()
+    {
+        crate::output::refuse_inputs_inside(out, inputs.iter().copied())?;
+    }
     let mut outputs = Vec::new();
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let (files, input_bytes) = plan.totals();
@@ -383,6 +408,7 @@ fn pack(a: &PackArgs) -> Result<()> {
         outputs,
         layer_bytes: match (a.no_layer_size, single) {
             (true, _) => None,
+            (false, Some(f)) if crate::output::is_pipe(f) => None,
             (false, Some(f)) => Some(measure::file_layer_size(f)?),
             (false, None) => Some(measure::layer_size(&plan)?),
         },

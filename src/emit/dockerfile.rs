@@ -19,11 +19,16 @@ pub fn render(plan: &Plan, rootfs_rel: &Path) -> String {
 /// The rootfs relative to the Dockerfile's directory (the build context);
 /// checked before anything is written, since `COPY` cannot reach outside it.
 pub fn context_path(path: &Path, rootfs: &Path, force: bool) -> Result<PathBuf> {
-    if path.exists() && !force {
-        bail!("{}: exists (use --force to replace it)", path.display());
-    }
-    let ctx = std::path::absolute(path.parent().unwrap_or(Path::new(".")))?;
-    let root = std::path::absolute(rootfs)?;
+    crate::output::check_file_output(path, force)?;
+    // A bare file name's directory is the current one.
+    let ctx = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let ctx = std::path::absolute(ctx)
+        .with_context(|| format!("{}: cannot make it absolute", path.display()))?;
+    let root = std::path::absolute(rootfs)
+        .with_context(|| format!("{}: cannot make it absolute", rootfs.display()))?;
     let rel = root.strip_prefix(&ctx).with_context(|| {
         format!(
             "{}: the rootfs {} must be inside the Dockerfile's directory",

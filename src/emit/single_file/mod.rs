@@ -190,7 +190,9 @@ pub fn write_single_file(
         }
         f.write_all(&table)?;
         f.write_all(&trailer.to_bytes())?;
-        f.set_permissions(std::fs::Permissions::from_mode(0o755))?;
+        f.set_permissions(std::fs::Permissions::from_mode(
+            crate::output::default_mode(0o777),
+        ))?;
         Ok(())
     })?;
     Ok(PackStats {
