@@ -8,6 +8,7 @@
 //! `--add`, CA bundle, time zones, locales). It says what ships, not where:
 //! that is [`crate::plan`]'s job.
 
+pub mod dpkg;
 pub mod extras;
 pub mod locale_archive;
 pub mod options;
