@@ -189,7 +189,7 @@ fn collect_programs(
         nsswitch: nsswitch.clone(),
         gconv: args.gconv.clone(),
         search_path: crate::emit::oci::DEFAULT_PATH.to_string(),
-        extras: args.extras.options(trailing),
+        extras: args.extras.options(trailing)?,
     };
     let mut resolver = Resolver::new()?;
     let col = collect::collect(&mut resolver, programs, &opts)?;

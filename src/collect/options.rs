@@ -6,6 +6,8 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::{Result, bail};
+
 use crate::collect::runtime::Gconv;
 use crate::collect::script;
 use crate::collect::trace;
@@ -32,12 +34,18 @@ pub struct Program {
 
 /// The command-line flags (flattened into the shared collect options).
 #[derive(clap::Args, Debug, Clone, Default)]
+#[command(group(clap::ArgGroup::new("tracing").multiple(true)))]
 pub struct ExtraArgs {
-    /// Run the (first) program once here under ptrace and also ship every existing file it opens,
-    /// stats or runs (and the libraries of ELF files among them).
-    #[arg(long)]
+    /// Run each program once here under ptrace and also ship every existing file it opens, stats
+    /// or runs (and the libraries of ELF files among them), and the directories it writes in.
+    #[arg(long, group = "tracing")]
     pub trace: bool,
-    /// An argument for the traced run (repeatable; or give them after `--`, for packing and deps).
+    /// A traced run of its own, instead of the default ones (repeatable; implies --trace): a
+    /// command line split like a shell's (quotes, no expansion), e.g. 'nginx -t' or
+    /// '/bin/sh -c "prog --init"'. Its first word is a packed program's file name, a path or a name on PATH.
+    #[arg(long, value_name = "'PROG ARGS...'", group = "tracing")]
+    pub trace_run: Vec<String>,
+    /// An argument for the traced runs of the default ones (repeatable; or give them after `--`).
     #[arg(
         long = "trace-arg",
         value_name = "ARG",
@@ -45,15 +53,19 @@ pub struct ExtraArgs {
         requires = "trace"
     )]
     pub trace_arg: Vec<OsString>,
-    /// Standard input of the traced run (default: /dev/null).
-    #[arg(long, value_name = "FILE", requires = "trace")]
+    /// Standard input of the traced runs (default: /dev/null).
+    #[arg(long, value_name = "FILE", requires = "tracing")]
     pub trace_stdin: Option<PathBuf>,
-    /// Seconds the traced run may take.
+    /// Seconds each traced run may take.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub trace_timeout: u64,
-    /// Use the traced run even if it exits non-zero or is killed by a signal.
-    #[arg(long, requires = "trace")]
+    /// Use a traced run even if it exits non-zero or is killed by a signal.
+    #[arg(long, requires = "tracing")]
     pub trace_allow_fail: bool,
+    /// Run the traced runs as this user of the build machine (name or uid), e.g. for programs that
+    /// refuse to run as root; needs root.
+    #[arg(long, value_name = "NAME|UID", requires = "tracing")]
+    pub trace_user: Option<String>,
     /// Ship a file, directory (recursively) or glob; at DEST in the image instead of its own path.
     #[arg(long, value_name = "SRC[:DEST]")]
     pub add: Vec<String>,
@@ -85,17 +97,30 @@ impl ExtraArgs {
     /// Whether any of these options was given.
     pub fn any(&self) -> bool {
         self.trace
+            || !self.trace_run.is_empty()
             || !self.add.is_empty()
             || self.ca_certs.is_some()
             || self.tzdata
             || !self.locale.is_empty()
     }
 
-    /// `trailing`: the command line's `-- ARGS`, which the traced run gets
-    /// after the --trace-arg ones.
-    pub fn options(&self, trailing: &[String]) -> ExtraOptions {
-        ExtraOptions {
-            trace: self.trace.then(|| trace::Options {
+    /// `trailing`: the command line's `-- ARGS`, which the default traced
+    /// runs get after the --trace-arg ones.
+    pub fn options(&self, trailing: &[String]) -> Result<ExtraOptions> {
+        let runs = self
+            .trace_run
+            .iter()
+            .map(|line| match shlex::split(line) {
+                Some(words) if !words.is_empty() => {
+                    Ok(words.into_iter().map(OsString::from).collect())
+                }
+                Some(_) => bail!("--trace-run '{line}': empty command line"),
+                None => bail!("--trace-run '{line}': unbalanced quotes"),
+            })
+            .collect::<Result<Vec<Vec<OsString>>>>()?;
+        Ok(ExtraOptions {
+            trace: (self.trace || !runs.is_empty()).then(|| trace::Options {
+                runs,
                 args: self
                     .trace_arg
                     .iter()
@@ -105,11 +130,12 @@ impl ExtraArgs {
                 stdin: self.trace_stdin.clone(),
                 timeout: Duration::from_secs(self.trace_timeout),
                 allow_fail: self.trace_allow_fail,
+                user: self.trace_user.clone(),
             }),
             add: self.add.clone(),
             ca_certs: self.ca_certs.clone(),
             tzdata: self.tzdata,
             locales: self.locale.clone(),
-        }
+        })
     }
 }

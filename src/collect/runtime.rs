@@ -70,18 +70,45 @@ pub fn add_runtime_loads(
     }
     let data = match gconv {
         Gconv::None => {
-            if let Some(user) = closure.objects.iter().find(|o| o.info.imports_iconv) {
-                closure.warnings.push(format!(
-                    "{} uses iconv_open but no gconv modules are included; only UTF-8, ASCII, UCS-2/4 and UTF-16/32 \
-                     will convert (use --gconv all or --gconv CHARSET,...)",
-                    user.path.display()
-                ));
+            if let Some(w) = gconv_warning(closure, Path::new(GCONV_DIR)) {
+                closure.warnings.push(w);
             }
             Vec::new()
         }
         _ => add_gconv(resolver, closure, Path::new(GCONV_DIR), gconv)?,
     };
     Ok(data)
+}
+
+/// The warning for a program that ships without gconv modules, when they
+/// can matter: only when the program's own code calls `iconv_open`. Such a
+/// program converts charsets it is told (`iconv -t`, git's
+/// `i18n.commitEncoding`, vim's `fileencoding`), and everything but glibc's
+/// built-in charsets fails in the image. Libraries that import it
+/// (libstdc++'s codecvt, libunistring and libidn2 under curl, libxml2...)
+/// convert between UTF-8 and the locale's charset, which is ASCII or UTF-8
+/// in an image: built in, so they get no warning (a warning on 13 of 24
+/// real programs that never convert anything taught users to ignore it).
+fn gconv_warning(closure: &Closure, dir: &Path) -> Option<String> {
+    let program = closure.program();
+    if !program.info.imports_iconv {
+        return None;
+    }
+    let all: u64 = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0);
+    Some(format!(
+        "{} calls iconv_open: without gconv modules it converts only between UTF-8, ASCII, UCS-2/4 and \
+         UTF-16/32; if it must convert other charsets, add --gconv CHARSET,... (e.g. --gconv ISO-8859-15,CP1252: \
+         just those modules) or --gconv all ({:.1} MB)",
+        program.path.display(),
+        all as f64 / 1e6
+    ))
 }
 
 /// Sources named in nsswitch.conf that libc would dlopen, in first-seen order.

@@ -48,6 +48,9 @@ pub enum Via {
     Cache,
     /// The loader's built-in directories.
     DefaultDirs,
+    /// Already in the process (loaded by path before, e.g. the JVM's
+    /// libjvm.so): matched by DT_SONAME, no search.
+    Loaded,
 }
 
 impl std::fmt::Display for Via {
@@ -60,6 +63,7 @@ impl std::fmt::Display for Via {
             Via::Runpath => f.write_str("DT_RUNPATH"),
             Via::Cache => f.write_str("ld.so.cache"),
             Via::DefaultDirs => f.write_str("default dirs"),
+            Via::Loaded => f.write_str("already loaded by the process"),
         }
     }
 }
@@ -150,6 +154,8 @@ pub struct Resolver {
     cache: LdCache,
     elf_cache: HashMap<PathBuf, Result<Arc<ElfInfo>, String>>,
     dir_cache: HashMap<PathBuf, bool>,
+    /// Objects the process had loaded before (see [`Resolver::resolve_in_process`]).
+    loaded_before: Vec<PathBuf>,
 }
 
 enum Probe {
@@ -172,6 +178,7 @@ impl Resolver {
             cache,
             elf_cache: HashMap::new(),
             dir_cache: HashMap::new(),
+            loaded_before: Vec::new(),
         }
     }
 
@@ -259,6 +266,33 @@ impl Resolver {
         Ok(c)
     }
 
+    /// The closure of `object` as `dlopen` maps it into a process that has
+    /// already loaded the objects at `loaded`: a DT_NEEDED name equal to one
+    /// of their paths or DT_SONAMEs is that object, before any search
+    /// (`_dl_name_match_p`). The JVM loads `lib/server/libjvm.so` by path,
+    /// then `lib/libjava.so`, whose DT_NEEDED `libjvm.so` no search path of
+    /// its own reaches.
+    pub fn resolve_in_process(&mut self, object: &Path, loaded: &[PathBuf]) -> Result<Closure> {
+        self.loaded_before = loaded.to_vec();
+        let r = self.resolve(object);
+        self.loaded_before.clear();
+        r
+    }
+
+    /// The first object of [`Self::loaded_before`] that `name` matches.
+    fn loaded_match(&mut self, name: &str) -> Option<(PathBuf, Arc<ElfInfo>)> {
+        let candidates = self.loaded_before.clone();
+        for p in candidates {
+            let Ok(info) = self.read_elf(&p) else {
+                continue;
+            };
+            if p.as_os_str() == name || info.soname.as_deref() == Some(name) {
+                return Some((p, info));
+            }
+        }
+        None
+    }
+
     /// Breadth-first mapping of DT_NEEDED from object `start` on, as
     /// `_dl_map_object_deps` does for the program or a dlopen'd object.
     fn map_deps(&mut self, c: &mut Closure, start: usize) -> Result<()> {
@@ -311,7 +345,14 @@ impl Resolver {
             }
             return Ok(idx);
         }
-        let (path, info, via, used_subdir) = if name.contains('/') {
+        let loaded = if self.loaded_before.is_empty() {
+            None
+        } else {
+            self.loaded_match(name)
+        };
+        let (path, info, via, used_subdir) = if let Some((path, info)) = loaded {
+            (path, info, Via::Loaded, false)
+        } else if name.contains('/') {
             let expanded = self.expand_dst(name, &c.objects[loader]).ok_or_else(|| {
                 anyhow!("{}: cannot expand {name}", c.objects[loader].path.display())
             })?;

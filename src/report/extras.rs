@@ -11,7 +11,7 @@ const LIST_LIMIT: usize = 40;
 /// the trace saw but left out.
 pub fn report(extras: &Extras) -> String {
     let mut out = String::new();
-    if let Some(t) = &extras.trace {
+    for t in &extras.traces {
         let _ = writeln!(
             out,
             "traced `{}` ({:?}, {} process(es)/thread(s))",
@@ -35,11 +35,17 @@ pub fn report(extras: &Extras) -> String {
             let _ = writeln!(out, "  {}  [{}]", shown(&a.item), a.why);
         }
     }
-    if let Some(t) = &extras.trace
-        && !t.skipped.is_empty()
-    {
+    // Each path once, even when several runs used it.
+    let mut seen = std::collections::HashSet::new();
+    let skipped: Vec<_> = extras
+        .traces
+        .iter()
+        .flat_map(|t| &t.skipped)
+        .filter(|(p, _)| seen.insert(p))
+        .collect();
+    if !skipped.is_empty() {
         let _ = writeln!(out, "seen by --trace but not shipped:");
-        for (p, why) in &t.skipped {
+        for (p, why) in skipped {
             let _ = writeln!(out, "  {}  ({why})", p.display());
         }
     }

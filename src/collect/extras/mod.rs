@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 mod add;
 mod host_data;
@@ -28,7 +28,7 @@ use crate::collect::runtime;
 use crate::collect::script;
 use crate::collect::trace;
 use crate::elf::Kind;
-use crate::loader::resolve::{Closure, Reason, Resolver};
+use crate::loader::resolve::{Closure, Reason, Resolver, Via};
 
 /// Where one extra path goes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -74,8 +74,8 @@ pub struct Added {
 pub struct Extras {
     pub added: Vec<Added>,
     pub warnings: Vec<String>,
-    /// What `--trace` ran and what it left out.
-    pub trace: Option<trace::Traced>,
+    /// What each `--trace` run ran and what it left out.
+    pub traces: Vec<trace::Traced>,
 }
 
 struct Builder<'a> {
@@ -107,15 +107,10 @@ pub fn collect(
         out: Extras::default(),
     };
     if let Some(t) = &e.trace {
-        let Some(first) = programs.first() else {
-            bail!("--trace: no program to run");
-        };
-        if programs.len() > 1 {
-            bail!(
-                "--trace runs one program; name only one (pack the others separately or --add them)"
-            );
+        let packed: Vec<PathBuf> = programs.iter().map(|p| p.path.clone()).collect();
+        for (program, args) in traced::runs(programs, t)? {
+            b.trace(&program, &args, t, &packed)?;
         }
-        b.trace(&first.path, t)?;
     }
     for spec in &e.add {
         b.add_spec(spec).with_context(|| format!("--add {spec}"))?;
@@ -152,7 +147,20 @@ impl Builder<'_> {
     /// Ships the closure of ELF file `path` (already an item itself); libc's
     /// run-time loads too when it is a program that runs.
     pub(super) fn elf_closure(&mut self, path: &Path, runs: bool, source: &str) {
-        let mut c = match self.resolver.resolve(path) {
+        self.elf_closure_in(path, runs, source, &[]);
+    }
+
+    /// [`Self::elf_closure`] for a file loaded into a process that had
+    /// already loaded the ELF files `loaded` (see
+    /// [`Resolver::resolve_in_process`]).
+    pub(super) fn elf_closure_in(
+        &mut self,
+        path: &Path,
+        runs: bool,
+        source: &str,
+        loaded: &[PathBuf],
+    ) {
+        let mut c = match self.resolver.resolve_in_process(path, loaded) {
             Ok(c) => c,
             Err(e) => {
                 self.out.warnings.push(format!(
@@ -186,6 +194,10 @@ impl Builder<'_> {
             self.known.insert(id);
         }
         for o in &c.objects[1..] {
+            if o.via == Via::Loaded {
+                // Shipped (and resolved) as an item of its own.
+                continue;
+            }
             let Some(id) = file_id(&o.path) else { continue };
             if !self.known.insert(id) {
                 continue;

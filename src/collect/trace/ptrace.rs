@@ -26,7 +26,8 @@ pub enum What {
     /// Run (execve, execveat).
     Exec,
     /// Created or written (O_CREAT/O_WRONLY/O_RDWR/O_TRUNC opens, creat,
-    /// rename/link/symlink targets, truncate): not shipped.
+    /// mkdir, rename/link/symlink targets, truncate): not shipped (the
+    /// directory it happened in is, see `super::write_dirs`).
     Write,
 }
 
@@ -69,6 +70,8 @@ pub struct TraceCommand {
     pub args: Vec<OsString>,
     pub stdin: Option<PathBuf>,
     pub timeout: Duration,
+    /// Run as this user instead of elfpack's (`--trace-user`).
+    pub user: Option<super::RunAs>,
 }
 
 const AT_FDCWD: i32 = -100;
@@ -105,14 +108,36 @@ pub fn run(cmd: &TraceCommand) -> Result<Run> {
         .stdin(stdin)
         .stdout(out.try_clone()?)
         .stderr(out.try_clone()?);
-    // SAFETY: only async-signal-safe calls between fork and exec.
+    let user = cmd.user.clone();
+    if let Some(u) = &user {
+        if unsafe { libc::geteuid() } != 0 {
+            bail!(
+                "--trace-user needs root (elfpack switches to the user before running the program)"
+            );
+        }
+        if let Some(name) = &u.name {
+            command.env("USER", name).env("LOGNAME", name);
+        }
+        if let Some(home) = &u.home {
+            command.env("HOME", home);
+        }
+    }
+    // SAFETY: only async-signal-safe calls between fork and exec (`user`
+    // was built before the fork).
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
             if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) == -1 {
                 return Err(std::io::Error::last_os_error());
             }
             // Its own process group, so a timeout can kill everything it started.
             libc::setpgid(0, 0);
+            if let Some(u) = &user
+                && (libc::setgroups(u.groups.len(), u.groups.as_ptr()) != 0
+                    || libc::setgid(u.gid) != 0
+                    || libc::setuid(u.uid) != 0)
+            {
+                return Err(std::io::Error::last_os_error());
+            }
             Ok(())
         });
     }
@@ -401,6 +426,8 @@ fn on_entry(tid: i32, nr: u64, a: &[u64; 6]) -> Option<Pending> {
         libc::SYS_symlinkat => ("symlinkat", fd(a[1]), a[2], What::Write),
         libc::SYS_mknod => ("mknod", AT_FDCWD, a[0], What::Write),
         libc::SYS_mknodat => ("mknodat", fd(a[0]), a[1], What::Write),
+        libc::SYS_mkdir => ("mkdir", AT_FDCWD, a[0], What::Write),
+        libc::SYS_mkdirat => ("mkdirat", fd(a[0]), a[1], What::Write),
         _ => return None,
     };
     let raw = read_cstr(tid, addr)?;
