@@ -28,6 +28,10 @@ command -v cargo >/dev/null || { echo "test.sh: cargo not found (install Rust fi
 #   musl musl-tools musl-dev     a musl-only userland for the prefix-bundle test
 #   golang-go python3 tzdata     --trace of Debian's python3, the CGo fixture, --tzdata
 #   locales                      --locale C.UTF-8
+#   nginx postgresql-15 openjdk-17-jre-headless openssh-client perl
+#                                real programs (tests/real_programs.rs): nginx -t traced with
+#                                its Debian config, initdb traced as another user, java's
+#                                libjvm.so, ssh-keygen writing a key under --test, perl -MPOSIX
 PACKAGES=(
   gcc g++ libc6-dev binutils make ca-certificates
   curl git sqlite3 openssl libc-bin
@@ -35,6 +39,7 @@ PACKAGES=(
   podman runc skopeo uidmap fuse-overlayfs netavark
   musl musl-tools musl-dev
   golang-go python3 tzdata locales
+  nginx postgresql-15 openjdk-17-jre-headless openssh-client perl
 )
 
 missing=()

@@ -113,6 +113,10 @@ struct PackArgs {
     /// and fail when the program fails.
     #[arg(long)]
     test: bool,
+    /// Run the --test as this user of the image (NAME|UID[:GID], looked up in the image's /etc/passwd;
+    /// default: --user, else root).
+    #[arg(long, value_name = "NAME|UID", requires = "test")]
+    test_user: Option<String>,
     /// Report the size of a -static build of the same program beside the packed one.
     #[arg(long, value_name = "STATIC_PROG")]
     compare: Option<PathBuf>,
@@ -436,7 +440,7 @@ fn pack(a: &PackArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&report)?);
     }
     if let (Some(p), true) = (&packed, a.test) {
-        self_test(p, a)?;
+        self_test(p, &plan, a)?;
     }
     Ok(())
 }
@@ -448,6 +452,13 @@ struct PackedRoot {
     _tmp: Option<tempfile::TempDir>,
     root: PathBuf,
     argv: Vec<String>,
+}
+
+impl PackedRoot {
+    /// Whether `root` is the user's output, which a test must not change.
+    fn is_output(&self) -> bool {
+        self._tmp.is_none()
+    }
 }
 
 fn packed_root(
@@ -505,18 +516,39 @@ fn time_starts(packed: &PackedRoot, a: &PackArgs) -> Result<StartTimes> {
     })
 }
 
-/// Runs what was packed in an isolated root, as a container runtime would.
-fn self_test(packed: &PackedRoot, a: &PackArgs) -> Result<()> {
+/// Runs what was packed in an isolated root, as a container runtime would,
+/// never writing into the output: on an overlay of it, or (where the kernel
+/// refuses the overlay) on a fresh copy.
+fn self_test(packed: &PackedRoot, plan: &crate::plan::Plan, a: &PackArgs) -> Result<()> {
     let mut argv = packed.argv.clone();
     argv.extend(a.image.cmd.iter().cloned());
     argv.extend(a.args.iter().cloned());
     let mut env = vec![format!("PATH={}", crate::emit::oci::DEFAULT_PATH)];
     env.extend(a.image.env.iter().cloned());
+    let who = a
+        .test_user
+        .as_deref()
+        .or(a.image.user.as_deref())
+        .map(|u| format!(" as user {u}"))
+        .unwrap_or_default();
     eprintln!(
-        "elfpack: --test: running {} in an isolated root",
+        "elfpack: --test: running {}{who} in an isolated root",
         argv.join(" ")
     );
-    let code = crate::selftest::run(&packed.root, &argv, &env)?;
+    let mut opts = crate::selftest::Options {
+        user: a.test_user.clone().or_else(|| a.image.user.clone()),
+        overlay: packed.is_output(),
+    };
+    let code = match crate::selftest::run(&packed.root, &argv, &env, &opts) {
+        Err(e) if e.downcast_ref::<crate::selftest::NoOverlay>().is_some() => {
+            let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
+            let copy = tmp.path().join("root");
+            emit::rootfs::write(plan, &copy, false)?;
+            opts.overlay = false;
+            crate::selftest::run(&copy, &argv, &env, &opts)?
+        }
+        r => r?,
+    };
     if code != 0 {
         bail!(
             "--test: {} exited with {code} in the isolated root",
