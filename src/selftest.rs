@@ -71,7 +71,9 @@ pub fn resolve_user(root: &Path, spec: &str) -> Result<(u32, u32, String)> {
                     let f: Vec<&str> = l.split(':').collect();
                     (f.len() >= 3 && f[0] == g).then(|| f[2].parse::<u32>().ok())?
                 })
-                .with_context(|| format!("--test-user {spec}: no group {g} in the image's /etc/group"))?,
+                .with_context(|| {
+                    format!("--test-user {spec}: no group {g} in the image's /etc/group")
+                })?,
         },
     };
     Ok((uid, gid, home))

@@ -233,7 +233,16 @@ fn initdb_traced_as_another_user_initialises_a_cluster_as_nonroot() {
     std::os::unix::fs::chown(data_parent.path(), Some(65534), Some(65534)).unwrap();
     let data = data_parent.path().join("data");
     let data_s = data.to_str().unwrap();
-    let args = ["-D", data_s, "-N", "--no-locale", "-E", "UTF8", "-A", "trust"];
+    let args = [
+        "-D",
+        data_s,
+        "-N",
+        "--no-locale",
+        "-E",
+        "UTF8",
+        "-A",
+        "trust",
+    ];
     let env = [("TZ", "UTC")];
 
     // Control first: as root initdb refuses, and the trace fails.
@@ -317,10 +326,17 @@ fn several_trace_runs_in_one_pack() {
     let d = common::RootD::new(&root);
     let py = common::run_in(
         d.root(),
-        &["/usr/bin/python3", "-c", "import json; print(json.dumps([1]))"],
+        &[
+            "/usr/bin/python3",
+            "-c",
+            "import json; print(json.dumps([1]))",
+        ],
     );
     assert_eq!(text(&py.stdout), "[1]\n", "{}", describe(&py));
-    let pl = common::run_in(d.root(), &["/usr/bin/perl", "-MPOSIX", "-e", "print floor(2.5)"]);
+    let pl = common::run_in(
+        d.root(),
+        &["/usr/bin/perl", "-MPOSIX", "-e", "print floor(2.5)"],
+    );
     assert_eq!(text(&pl.stdout), "2", "{}", describe(&pl));
     // The report names both runs.
     let o = run_elfpack(&[
@@ -333,7 +349,10 @@ fn several_trace_runs_in_one_pack() {
         "perl -MPOSIX -e 1",
     ]);
     let out = stdout_ok(o);
-    assert!(out.contains("traced `/usr/bin/python3 -c 'import json'`"), "{out}");
+    assert!(
+        out.contains("traced `/usr/bin/python3 -c 'import json'`"),
+        "{out}"
+    );
     assert!(out.contains("traced `/usr/bin/perl -MPOSIX -e 1`"), "{out}");
     // A name that is neither packed nor on PATH is one clear error.
     let o = run_elfpack(&["deps", "/usr/bin/perl", "--trace-run", "no-such-prog-x -v"]);

@@ -258,6 +258,9 @@ pub fn trace(program: &Path, args: &[OsString], opts: &Options) -> Result<Traced
     })
 }
 
+/// Paths left out, each with the reason.
+type Skipped = Vec<(PathBuf, String)>;
+
 /// Paths created during the run (written files, made directories, link
 /// and rename targets), as named and as resolved.
 fn created(accesses: &[Access]) -> HashSet<PathBuf> {
@@ -281,7 +284,7 @@ fn write_dirs(
     accesses: &[Access],
     homes: &[PathBuf],
     cwd: Option<&Path>,
-) -> (Vec<(PathBuf, Access)>, Vec<(PathBuf, String)>) {
+) -> (Vec<(PathBuf, Access)>, Skipped) {
     const SCRATCH: &[&str] = &["/proc", "/sys", "/dev", "/tmp", "/var/tmp"];
     let created = created(accesses);
     let mut seen: HashSet<PathBuf> = HashSet::new();
