@@ -321,3 +321,71 @@ fn podman_loads_and_runs_the_oci_archive() {
     let out = ok(&run);
     assert!(out.starts_with("curl "), "{out}");
 }
+
+/// The layer digests of an OCI archive's (single) image, bottom first.
+fn layer_digests(archive: &Path, scratch: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::create_dir_all(scratch).unwrap();
+    ok(&Command::new("tar")
+        .arg("xf")
+        .arg(archive)
+        .arg("-C")
+        .arg(scratch)
+        .output()
+        .unwrap());
+    let json = |p: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let blob = |d: &serde_json::Value| {
+        scratch
+            .join("blobs/sha256")
+            .join(d.as_str().unwrap().trim_start_matches("sha256:"))
+    };
+    let index = json(&scratch.join("index.json"));
+    let manifest = json(&blob(&index["manifests"][0]["digest"]));
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| blob(&l["digest"]))
+        .collect()
+}
+
+#[test]
+fn images_of_two_programs_share_one_c_runtime_layer() {
+    let t = tempfile::tempdir().unwrap();
+    let mut layers = Vec::new();
+    for prog in ["/usr/bin/sqlite3", "/usr/bin/curl"] {
+        let name = Path::new(prog).file_name().unwrap().to_str().unwrap();
+        let img = t.path().join(format!("{name}.tar"));
+        ok(&elfpack(
+            &[prog, "--oci", img.to_str().unwrap(), "--no-layer-size"],
+            &[],
+        ));
+        layers.push(layer_digests(&img, &t.path().join(name)));
+    }
+    let (sqlite, curl) = (&layers[0], &layers[1]);
+    assert_eq!(sqlite.len(), 2);
+    assert_eq!(curl.len(), 2);
+    let same = |a: &Path, b: &Path| std::fs::read(a).unwrap() == std::fs::read(b).unwrap();
+    assert!(same(&sqlite[0], &curl[0]), "the C runtime layer is shared");
+    assert!(!same(&sqlite[1], &curl[1]));
+    let list = |p: &Path| ok(&Command::new("tar").arg("tzf").arg(p).output().unwrap());
+    let base = list(&curl[0]);
+    for f in [
+        "/libc.so.6",
+        "/libm.so.6",
+        "/libgcc_s.so.1",
+        "/ld-linux-x86-64.so.2",
+        "etc/passwd",
+        "etc/nsswitch.conf",
+    ] {
+        assert!(base.lines().any(|l| l.ends_with(f)), "{f} in\n{base}");
+    }
+    assert!(!base.contains("curl"), "{base}");
+    let own = list(&curl[1]);
+    assert!(
+        own.contains("usr/bin/curl") && own.contains("libcurl"),
+        "{own}"
+    );
+    assert!(!own.contains("libc.so.6"), "{own}");
+}

@@ -265,6 +265,7 @@ fn pack(a: &PackArgs) -> Result<()> {
         host_users: a.host_users,
         nsswitch,
         exclude: a.exclude.clone(),
+        shared_runtime: a.oci.is_some(),
     };
     let mut launch = crate::plan::bundle::Launch::default();
     let mut plan = match (&a.prefix, single) {

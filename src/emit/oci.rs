@@ -1,13 +1,19 @@
-//! An OCI image-layout archive (what `podman load` and
-//! `skopeo inspect oci-archive:` read): one gzip layer holding the plan, an
-//! image config, a manifest and an index naming the tag. No container engine
-//! is involved, and the bytes depend only on the inputs.
+//! OCI images: the blobs of one image per platform (a gzip layer for the
+//! C runtime the plan shares, one for the rest, a config, a manifest, and an
+//! index when there are several platforms), built once and handed to a
+//! [`Destination`]: an image-layout archive ([`Archive`], what `podman load`
+//! and `skopeo inspect oci-archive:` read) or a registry
+//! ([`crate::emit::registry`]), as ko's publishers share one image. No
+//! container engine is involved, and the bytes depend only on the inputs.
 
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
-use serde_json::json;
+use anyhow::{Context, Result};
+use oci_spec::image::{
+    Arch, ConfigBuilder, Descriptor, HistoryBuilder, ImageConfigurationBuilder, ImageIndexBuilder,
+    ImageManifestBuilder, MediaType, Os, PlatformBuilder, RootFsBuilder,
+};
 use sha2::{Digest, Sha256};
 
 use crate::emit::tar as tarball;
@@ -35,102 +41,292 @@ fn sha256_hex(data: &[u8]) -> String {
         .collect()
 }
 
-/// Builds the whole archive in memory.
-pub fn archive(plan: &Plan, cfg: &ImageConfig) -> Result<Vec<u8>> {
-    let mtime = tarball::source_date_epoch();
-    let layer = tarball::gzip_layer(plan, mtime)?;
-    let layer_digest = sha256_hex(&layer);
-    // The diff_id is the digest of the uncompressed layer.
-    let mut tar = Vec::new();
-    flate2::read::MultiGzDecoder::new(layer.as_slice()).read_to_end(&mut tar)?;
-    let diff_id = sha256_hex(&tar);
+/// One content-addressed piece of an image.
+#[derive(Debug, Clone)]
+pub struct Blob {
+    pub media_type: MediaType,
+    /// `sha256:<hex>`.
+    pub digest: String,
+    pub bytes: Vec<u8>,
+}
 
-    let mut config = serde_json::Map::new();
-    config.insert("Entrypoint".into(), json!(cfg.entrypoint));
-    if !cfg.cmd.is_empty() {
-        config.insert("Cmd".into(), json!(cfg.cmd));
+impl Blob {
+    pub fn new(media_type: MediaType, bytes: Vec<u8>) -> Blob {
+        Blob {
+            media_type,
+            digest: format!("sha256:{}", sha256_hex(&bytes)),
+            bytes,
+        }
     }
-    let mut env = vec![format!("PATH={}", crate::emit::oci::DEFAULT_PATH)];
+
+    pub fn descriptor(&self) -> Result<Descriptor> {
+        Ok(Descriptor::new(
+            self.media_type.clone(),
+            self.bytes.len() as u64,
+            oci_spec::image::Digest::try_from(self.digest.as_str())?,
+        ))
+    }
+
+    /// The hex part of the digest (the blob's file name in a layout).
+    pub fn hex(&self) -> &str {
+        self.digest.trim_start_matches("sha256:")
+    }
+}
+
+/// The machine an image runs on, as OCI names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Platform {
+    pub architecture: Arch,
+    pub variant: Option<String>,
+}
+
+impl Default for Platform {
+    fn default() -> Self {
+        Platform {
+            architecture: Arch::Amd64,
+            variant: None,
+        }
+    }
+}
+
+impl Platform {
+    fn descriptor_platform(&self) -> Result<oci_spec::image::Platform> {
+        let mut b = PlatformBuilder::default()
+            .architecture(self.architecture.clone())
+            .os(Os::Linux);
+        if let Some(v) = &self.variant {
+            b = b.variant(v.clone());
+        }
+        Ok(b.build()?)
+    }
+}
+
+/// One platform's image.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub platform: Platform,
+    /// Bottom first: the shared C runtime (when the plan has one), then the rest.
+    pub layers: Vec<Blob>,
+    pub config: Blob,
+    pub manifest: Blob,
+}
+
+/// What a destination receives: one image, or one per platform under an index.
+#[derive(Debug, Clone)]
+pub struct ImageSet {
+    pub images: Vec<Image>,
+    pub index: Option<Blob>,
+}
+
+impl ImageSet {
+    /// The manifest or index a tag names.
+    pub fn top(&self) -> &Blob {
+        self.index.as_ref().unwrap_or(&self.images[0].manifest)
+    }
+
+    /// Every layer and config, each once, in image order.
+    pub fn data_blobs(&self) -> Vec<&Blob> {
+        let mut out: Vec<&Blob> = Vec::new();
+        for i in &self.images {
+            for b in i.layers.iter().chain([&i.config]) {
+                if !out.iter().any(|o| o.digest == b.digest) {
+                    out.push(b);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A place images go (an OCI archive, a registry). Returns the digest of what
+/// the tag names (the manifest, or the index of a multi-platform image).
+pub trait Destination {
+    fn publish(&mut self, images: &ImageSet) -> Result<String>;
+}
+
+/// Builds the image of each plan (one per platform; several make an index).
+pub fn build(plans: &[(&Plan, Platform)], cfg: &ImageConfig) -> Result<ImageSet> {
+    let mtime = tarball::source_date_epoch();
+    let mut images = Vec::new();
+    for (plan, platform) in plans {
+        images.push(image(plan, platform, cfg, mtime)?);
+    }
+    let index = match images.as_slice() {
+        [_] => None,
+        _ => {
+            let mut manifests = Vec::new();
+            for i in &images {
+                let mut d = i.manifest.descriptor()?;
+                d.set_platform(Some(i.platform.descriptor_platform()?));
+                manifests.push(d);
+            }
+            let index = ImageIndexBuilder::default()
+                .schema_version(2u32)
+                .media_type(MediaType::ImageIndex)
+                .manifests(manifests)
+                .build()?;
+            Some(Blob::new(
+                MediaType::ImageIndex,
+                serde_json::to_vec(&index)?,
+            ))
+        }
+    };
+    Ok(ImageSet { images, index })
+}
+
+fn image(plan: &Plan, platform: &Platform, cfg: &ImageConfig, mtime: u64) -> Result<Image> {
+    let mut layers = Vec::new();
+    let mut diff_ids = Vec::new();
+    for layer_plan in plan.layers() {
+        let layer = tarball::gzip_layer(&layer_plan, mtime)?;
+        // The diff_id is the digest of the uncompressed layer.
+        let mut tar = Vec::new();
+        flate2::read::MultiGzDecoder::new(layer.as_slice()).read_to_end(&mut tar)?;
+        diff_ids.push(format!("sha256:{}", sha256_hex(&tar)));
+        layers.push(Blob::new(MediaType::ImageLayerGzip, layer));
+    }
+    let mut env = vec![format!("PATH={DEFAULT_PATH}")];
     for e in &cfg.env {
         let key = e.split('=').next().unwrap_or(e);
         env.retain(|x| x.split('=').next() != Some(key));
         env.push(e.clone());
     }
-    config.insert("Env".into(), json!(env));
+    let mut config = ConfigBuilder::default()
+        .entrypoint(cfg.entrypoint.clone())
+        .env(env);
+    if !cfg.cmd.is_empty() {
+        config = config.cmd(cfg.cmd.clone());
+    }
     if let Some(u) = &cfg.user {
-        config.insert("User".into(), json!(u));
+        config = config.user(u.clone());
     }
     if let Some(w) = &cfg.workdir {
-        config.insert("WorkingDir".into(), json!(w));
+        config = config.working_dir(w.clone());
     }
     let created = rfc3339(mtime);
-    let image_config = serde_json::to_vec(&json!({
-        "created": created,
-        "architecture": "amd64",
-        "os": "linux",
-        "config": config,
-        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{diff_id}")]},
-        "history": [{"created": created, "created_by": "elfpack"}],
-    }))?;
-    let config_digest = sha256_hex(&image_config);
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": format!("sha256:{config_digest}"),
-            "size": image_config.len(),
-        },
-        "layers": [{
-            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-            "digest": format!("sha256:{layer_digest}"),
-            "size": layer.len(),
-        }],
-    }))?;
-    let manifest_digest = sha256_hex(&manifest);
-    let index = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": format!("sha256:{manifest_digest}"),
-            "size": manifest.len(),
-            "annotations": {"org.opencontainers.image.ref.name": cfg.tag},
-        }],
-    }))?;
-
-    // The archive is itself a reproducible tar of the image-layout directory.
-    let mut layout = Plan::default();
-    let put = |layout: &mut Plan, path: &str, bytes: Vec<u8>| {
-        layout.add_data(Path::new(path), bytes, 0o644)
-    };
-    put(
-        &mut layout,
-        "/oci-layout",
-        br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
-    )?;
-    put(&mut layout, "/index.json", index)?;
-    put(&mut layout, &format!("/blobs/sha256/{layer_digest}"), layer)?;
-    put(
-        &mut layout,
-        &format!("/blobs/sha256/{config_digest}"),
-        image_config,
-    )?;
-    put(
-        &mut layout,
-        &format!("/blobs/sha256/{manifest_digest}"),
-        manifest,
-    )?;
-    for node in layout.nodes.values_mut() {
-        if let Node::Dir { mode } = node {
-            *mode = 0o755;
-        }
+    let history: Vec<_> = layers
+        .iter()
+        .map(|_| {
+            HistoryBuilder::default()
+                .created(created.clone())
+                .created_by("elfpack")
+                .build()
+        })
+        .collect::<Result<_, _>>()?;
+    let mut image_config = ImageConfigurationBuilder::default()
+        .created(created.clone())
+        .architecture(platform.architecture.clone())
+        .os(Os::Linux)
+        .config(config.build()?)
+        .rootfs(
+            RootFsBuilder::default()
+                .typ("layers")
+                .diff_ids(diff_ids)
+                .build()?,
+        )
+        .history(history);
+    if let Some(v) = &platform.variant {
+        image_config = image_config.variant(v.clone());
     }
-    tarball::to_vec(&layout, mtime)
+    let config = Blob::new(
+        MediaType::ImageConfig,
+        serde_json::to_vec(&image_config.build()?)?,
+    );
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(config.descriptor()?)
+        .layers(
+            layers
+                .iter()
+                .map(Blob::descriptor)
+                .collect::<Result<Vec<_>>>()?,
+        )
+        .build()?;
+    let manifest = Blob::new(MediaType::ImageManifest, serde_json::to_vec(&manifest)?);
+    Ok(Image {
+        platform: platform.clone(),
+        layers,
+        config,
+        manifest,
+    })
 }
 
+/// An OCI image-layout directory as one reproducible tar file; its
+/// index.json names the image (or multi-platform index) with the tag.
+pub struct Archive {
+    pub out: PathBuf,
+    pub tag: String,
+    pub force: bool,
+}
+
+impl Archive {
+    /// The archive's bytes.
+    pub fn bytes(&self, set: &ImageSet) -> Result<Vec<u8>> {
+        let top = set.top();
+        let mut named = top.descriptor()?;
+        named.set_annotations(Some(
+            [(
+                "org.opencontainers.image.ref.name".to_string(),
+                self.tag.clone(),
+            )]
+            .into(),
+        ));
+        let index = ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .manifests(vec![named])
+            .build()?;
+        let mut layout = Plan::default();
+        let put = |layout: &mut Plan, path: &str, bytes: Vec<u8>| {
+            layout.add_data(Path::new(path), bytes, 0o644)
+        };
+        put(
+            &mut layout,
+            "/oci-layout",
+            br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+        )?;
+        put(&mut layout, "/index.json", serde_json::to_vec(&index)?)?;
+        let manifests = set.images.iter().map(|i| &i.manifest);
+        for b in set
+            .data_blobs()
+            .into_iter()
+            .chain(manifests)
+            .chain(&set.index)
+        {
+            put(
+                &mut layout,
+                &format!("/blobs/sha256/{}", b.hex()),
+                b.bytes.clone(),
+            )?;
+        }
+        for node in layout.nodes.values_mut() {
+            if let Node::Dir { mode } = node {
+                *mode = 0o755;
+            }
+        }
+        tarball::to_vec(&layout, tarball::source_date_epoch())
+    }
+}
+
+impl Destination for Archive {
+    fn publish(&mut self, set: &ImageSet) -> Result<String> {
+        let bytes = self.bytes(set)?;
+        crate::output::atomic_write(&self.out, self.force, |f| Ok(f.write_all(&bytes)?))
+            .with_context(|| format!("{}: cannot write the OCI archive", self.out.display()))?;
+        Ok(set.top().digest.clone())
+    }
+}
+
+/// Builds the image of `plan` for this machine and writes it as an archive.
 pub fn write_file(plan: &Plan, cfg: &ImageConfig, out: &Path, force: bool) -> Result<()> {
-    let bytes = archive(plan, cfg)?;
-    crate::output::atomic_write(out, force, |f| Ok(f.write_all(&bytes)?))
+    let set = build(&[(plan, Platform::default())], cfg)?;
+    Archive {
+        out: out.to_path_buf(),
+        tag: cfg.tag.clone(),
+        force,
+    }
+    .publish(&set)?;
+    Ok(())
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time (days-to-civil, proleptic Gregorian).

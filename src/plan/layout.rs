@@ -12,8 +12,8 @@ use anyhow::{Result, bail};
 
 use crate::collect::Collection;
 use crate::loader::ldcache::LdCache;
-use crate::plan::Plan;
 use crate::plan::scratch_etc;
+use crate::plan::{Node, Plan};
 
 #[derive(Debug, Clone, Default)]
 pub struct RootfsOptions {
@@ -29,6 +29,10 @@ pub struct RootfsOptions {
     /// Libraries to leave out (matched against the DT_NEEDED name, SONAME
     /// and file name), e.g. a GPU driver the target provides.
     pub exclude: Vec<glob::Pattern>,
+    /// Ship the C runtime as a shared base layer (image outputs): every
+    /// library of [`C_RUNTIME_LIBS`], needed or not, so the layer is the
+    /// same for every program (see [`crate::plan::Plan::shared`]).
+    pub shared_runtime: bool,
 }
 
 impl RootfsOptions {
@@ -102,6 +106,9 @@ pub fn rootfs_plan(col: &Collection, cache: &LdCache, opts: &RootfsOptions) -> R
         plan.add_dir(Path::new("/tmp"), 0o1777)?;
     }
     crate::plan::extras::place(&mut plan, &col.extras)?;
+    if opts.shared_runtime {
+        mark_c_runtime(&mut plan, col, opts)?;
+    }
     if !col.closures.iter().all(|c| c.objects.len() == 1) {
         let extra = search_path_fallbacks(col, cache);
         let bytes = cache.write_subset(|p| plan.lookup(p).is_some(), &extra);
@@ -109,6 +116,74 @@ pub fn rootfs_plan(col: &Collection, cache: &LdCache, opts: &RootfsOptions) -> R
         plan.add_data(Path::new("/etc/ld.so.cache"), bytes, 0o644)?;
     }
     Ok(plan)
+}
+
+/// The libraries of glibc that programs link against (the rest of what
+/// Debian's libc6 ships, e.g. libmvec, libnsl, NSS modules and debugging
+/// preloads, goes with the programs that use it), and libgcc_s, which libc
+/// itself loads for cancellation and unwinding.
+pub const C_RUNTIME_LIBS: &[&str] = &[
+    "libc.so.6",
+    "libm.so.6",
+    "libpthread.so.0",
+    "libdl.so.2",
+    "librt.so.1",
+    "libresolv.so.2",
+    "libutil.so.1",
+    "libanl.so.1",
+    "libgcc_s.so.1",
+];
+
+/// Marks the C runtime as the plan's shared layer: the loader, every one of
+/// [`C_RUNTIME_LIBS`] beside the libc the programs load (whether or not this
+/// program needs it: the layer must be the same for every program from this
+/// system), the generated /etc and /tmp. Files another program would not
+/// get the same (an `--exclude`d library, a libc from an RPATH) only change
+/// which bytes the layer holds, never what the image contains.
+fn mark_c_runtime(plan: &mut Plan, col: &Collection, opts: &RootfsOptions) -> Result<()> {
+    let mut base = Plan::default();
+    for c in &col.closures {
+        let Some(libc) = c.objects.iter().find(|o| o.name == "libc.so.6") else {
+            continue;
+        };
+        if opts.excludes(libc) {
+            continue;
+        }
+        if let Some(ld) = c.interpreter() {
+            base.add_host_path(&ld.path)?;
+        }
+        let dir = libc.path.parent().unwrap_or(Path::new("/"));
+        for name in C_RUNTIME_LIBS {
+            let excluded = opts.exclude.iter().any(|p| p.matches(name));
+            let path = dir.join(name);
+            if !excluded && path.exists() {
+                base.add_host_path(&path)?;
+            }
+        }
+    }
+    if base.nodes.is_empty() {
+        return Ok(());
+    }
+    let generated = scratch_etc::files()
+        .into_iter()
+        .map(|(p, ..)| p)
+        .chain(["/tmp"]);
+    for path in generated.map(Path::new) {
+        if let Some(node) = plan.nodes.get(path) {
+            base.add_dir(Path::new("/etc"), 0o755)?;
+            base.nodes.insert(path.to_path_buf(), node.clone());
+        }
+    }
+    for (path, node) in base.nodes {
+        // A directory another file of the plan already made keeps its mode.
+        let node = match (plan.nodes.get(&path), node) {
+            (Some(d @ Node::Dir { .. }), Node::Dir { .. }) => d.clone(),
+            (_, n) => n,
+        };
+        plan.insert(&path, node)?;
+        plan.shared.insert(path);
+    }
+    Ok(())
 }
 
 /// Libraries found through an RPATH or RUNPATH, listed in the image's

@@ -14,8 +14,8 @@ pub mod layout;
 pub mod prefix;
 pub mod scratch_etc;
 
-use std::collections::BTreeMap;
 use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
@@ -50,6 +50,11 @@ pub struct Plan {
     pub nodes: BTreeMap<PathBuf, Node>,
     /// The command the image runs (`ENTRYPOINT`).
     pub entrypoint: Vec<String>,
+    /// Paths that make the shared base layer of an image (the C runtime:
+    /// loader, glibc, libgcc_s, the generated /etc), the same bytes for every
+    /// program packed from one system, so registries and hosts store them
+    /// once. Image emitters write them as their own layer; see [`Plan::layers`].
+    pub shared: BTreeSet<PathBuf>,
 }
 
 /// Symlinks followed while materialising one path, as in the kernel (ELOOP).
@@ -246,6 +251,36 @@ impl Plan {
             }
         }
         None
+    }
+
+    /// The plan cut into image layers, bottom first: the [`Plan::shared`]
+    /// paths, then everything else. Each layer carries the directories that
+    /// lead to its own entries, so either reads alone as a tree. A plan with
+    /// nothing shared (or nothing else) is one layer.
+    pub fn layers(&self) -> Vec<Plan> {
+        let mut base = Plan::default();
+        let mut rest = Plan::default();
+        for (path, node) in &self.nodes {
+            let layer = if self.shared.contains(path) {
+                &mut base
+            } else {
+                &mut rest
+            };
+            layer.nodes.insert(path.clone(), node.clone());
+            for a in path.ancestors().skip(1) {
+                if let Some(dir @ Node::Dir { .. }) = self.nodes.get(a) {
+                    layer.nodes.entry(a.to_path_buf()).or_insert(dir.clone());
+                }
+            }
+        }
+        let layers: Vec<Plan> = [base, rest]
+            .into_iter()
+            .filter(|l| !l.nodes.is_empty())
+            .collect();
+        if layers.len() < 2 {
+            return vec![self.clone()];
+        }
+        layers
     }
 
     /// Files (copied or generated) and the bytes they hold.
