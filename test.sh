@@ -32,6 +32,7 @@ command -v cargo >/dev/null || { echo "test.sh: cargo not found (install Rust fi
 #                                real programs (tests/real_programs.rs): nginx -t traced with
 #                                its Debian config, initdb traced as another user, java's
 #                                libjvm.so, ssh-keygen writing a key under --test, perl -MPOSIX
+#   docker-registry apache2-utils  a real registry for --push (htpasswd -B for its auth)
 PACKAGES=(
   gcc g++ libc6-dev binutils make ca-certificates
   curl git sqlite3 openssl libc-bin
@@ -40,6 +41,7 @@ PACKAGES=(
   musl musl-tools musl-dev
   golang-go python3 tzdata locales
   nginx postgresql-15 openjdk-17-jre-headless openssh-client perl
+  docker-registry apache2-utils
 )
 
 missing=()

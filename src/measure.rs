@@ -26,6 +26,9 @@ pub struct PackReport {
     pub static_build: Option<StaticBuild>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start_ms: Option<StartTimes>,
+    /// What `--push` sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push: Option<crate::emit::registry::PushStats>,
 }
 
 #[derive(Debug, Serialize)]
@@ -245,6 +248,16 @@ impl PackReport {
         }
         if let Some(l) = self.layer_bytes {
             s += &format!("; image layer {}", human(l));
+        }
+        if let Some(p) = &self.push {
+            s += &format!(
+                "\n  pushed {}: {} blob(s) uploaded ({}), {} mounted from another repository, {} already there",
+                p.pushed,
+                p.uploaded,
+                human(p.uploaded_bytes),
+                p.mounted,
+                p.present
+            );
         }
         if let Some(st) = &self.static_build {
             s += &format!(

@@ -85,6 +85,12 @@ struct PackArgs {
     /// Write an OCI image-layout archive (podman load -i, skopeo inspect oci-archive:).
     #[arg(long, value_name = "IMAGE.tar")]
     oci: Option<PathBuf>,
+    /// Push the image to a registry (HOST[:PORT]/NAME[:TAG]) with the OCI distribution API; prints the digest.
+    #[arg(long, value_name = "REF")]
+    push: Option<String>,
+    /// Allow plain HTTP to a registry that is not on loopback (--push).
+    #[arg(long, requires = "push")]
+    insecure: bool,
     #[command(flatten)]
     image: ImageArgs,
     /// Replace an existing non-empty output.
@@ -224,14 +230,22 @@ fn pack(a: &PackArgs) -> Result<()> {
         .as_ref()
         .filter(|o| o.extension().is_some_and(|e| e == "tar"));
     let single = a.output.as_ref().filter(|_| tarball.is_none());
-    if single.is_some() && (a.rootfs.is_some() || a.oci.is_some() || a.prefix.is_some()) {
-        bail!("a single file (-o FILE) is written on its own: drop --rootfs, --oci and --prefix");
-    }
-    if a.rootfs.is_none() && a.output.is_none() && a.oci.is_none() && !a.test {
+    let image = a.oci.is_some() || a.push.is_some();
+    if single.is_some() && (a.rootfs.is_some() || image || a.prefix.is_some()) {
         bail!(
-            "no output chosen: give -o FILE (one executable), --rootfs DIR, -o NAME.tar or --oci IMAGE.tar"
+            "a single file (-o FILE) is written on its own: drop --rootfs, --oci, --push and --prefix"
         );
     }
+    if a.rootfs.is_none() && a.output.is_none() && !image && !a.test {
+        bail!(
+            "no output chosen: give -o FILE (one executable), --rootfs DIR, -o NAME.tar, --oci IMAGE.tar or --push REF"
+        );
+    }
+    let registry = a
+        .push
+        .as_deref()
+        .map(|r| emit::registry::Registry::new(r, a.insecure))
+        .transpose()?;
     let dockerfile = a.dockerfile.as_ref().map(|p| match (p, &a.rootfs) {
         (Some(p), _) => p.clone(),
         (None, Some(dir)) => dir.parent().unwrap_or(Path::new("")).join("Dockerfile"),
@@ -265,7 +279,7 @@ fn pack(a: &PackArgs) -> Result<()> {
         host_users: a.host_users,
         nsswitch,
         exclude: a.exclude.clone(),
-        shared_runtime: a.oci.is_some(),
+        shared_runtime: image,
     };
     let mut launch = crate::plan::bundle::Launch::default();
     let mut plan = match (&a.prefix, single) {
@@ -316,7 +330,7 @@ fn pack(a: &PackArgs) -> Result<()> {
             None => e.clone(),
         }];
     }
-    let needs_entrypoint = dockerfile.is_some() || a.oci.is_some() || a.test;
+    let needs_entrypoint = dockerfile.is_some() || image || a.test;
     if needs_entrypoint && plan.entrypoint.is_empty() {
         bail!(
             "{} programs packed: choose the one the image runs with --entrypoint PATH",
@@ -391,7 +405,8 @@ fn pack(a: &PackArgs) -> Result<()> {
             bytes: size(t),
         });
     }
-    if let Some(o) = &a.oci {
+    let mut push = None;
+    if image {
         let cfg = emit::oci::ImageConfig {
             tag: a.image.tag.clone(),
             entrypoint: plan.entrypoint.clone(),
@@ -400,12 +415,25 @@ fn pack(a: &PackArgs) -> Result<()> {
             user: a.image.user.clone(),
             workdir: a.image.workdir.clone(),
         };
-        emit::oci::write_file(&plan, &cfg, o, a.force)?;
-        outputs.push(OutputSize {
-            path: o.clone(),
-            kind: "OCI archive",
-            bytes: size(o),
-        });
+        let set = emit::oci::build(&[(&plan, emit::oci::Platform::default())], &cfg)?;
+        use emit::oci::Destination as _;
+        if let Some(o) = &a.oci {
+            emit::oci::Archive {
+                out: o.clone(),
+                tag: cfg.tag.clone(),
+                force: a.force,
+            }
+            .publish(&set)?;
+            outputs.push(OutputSize {
+                path: o.clone(),
+                kind: "OCI archive",
+                bytes: size(o),
+            });
+        }
+        if let Some(mut r) = registry {
+            r.publish(&set)?;
+            push = Some(r.stats);
+        }
     }
     let mut report = PackReport {
         files,
@@ -423,6 +451,7 @@ fn pack(a: &PackArgs) -> Result<()> {
             .map(measure::static_build)
             .transpose()?,
         start_ms: None,
+        push,
     };
     let packed = if a.compare_run || a.test {
         Some(packed_root(&plan, a, single)?)
@@ -439,6 +468,9 @@ fn pack(a: &PackArgs) -> Result<()> {
     );
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
+    } else if let Some(p) = &report.push {
+        // Like ko: the pushed reference on stdout, for scripts.
+        println!("{}", p.pushed);
     }
     if let (Some(p), true) = (&packed, a.test) {
         self_test(p, &plan, a)?;

@@ -3,13 +3,15 @@
 //! Takes a finished plan (and for images, the image configuration); gives
 //! files on disk. One module per destination, so adding an output never
 //! touches another: a rootfs tree ([`rootfs`]), a tarball ([`tar`]), an OCI
-//! image archive ([`oci`]), a Dockerfile beside a tree ([`dockerfile`]), a
+//! image archive ([`oci`]), an image pushed to a registry ([`registry`],
+//! behind the same [`oci::Destination`] as the archive), a Dockerfile beside a tree ([`dockerfile`]), a
 //! self-extracting single file ([`single_file`]). A `--prefix` bundle is a
 //! rootfs write of the plan made by [`crate::plan::prefix`] and
 //! [`crate::plan::bundle`], so it needs no emitter of its own.
 
 pub mod dockerfile;
 pub mod oci;
+pub mod registry;
 pub mod rootfs;
 pub mod single_file;
 pub mod tar;
