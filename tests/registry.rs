@@ -135,8 +135,13 @@ fn layers(reference: &str, tls: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// Both tests' images share the C runtime layer: one test removing its
+/// image while the other pulls the same layer races in podman's storage.
+static PODMAN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// `podman pull` then `podman run` of `reference`; its stdout.
 fn podman_run(reference: &str, pull_args: &[&str], args: &[&str]) -> String {
+    let _one_at_a_time = PODMAN.lock().unwrap_or_else(|e| e.into_inner());
     let pulled = Command::new("podman")
         .arg("pull")
         .arg("-q")
