@@ -1,448 +1,586 @@
-//! The raw ELF64 little-endian structures an edit touches, read and written
-//! at their file offsets.
+//! Where an edit's new bytes go.
+//!
+//! Whatever outgrows its place (the interpreter string, the dynamic string
+//! table, the dynamic section) is appended to one read-write PT_LOAD at the
+//! end of the file: the *added segment*. A later edit grows that segment
+//! (it is the last PT_LOAD, it ends at the end of the file and has no bss)
+//! instead of adding another, so a file can be edited any number of times.
+//!
+//! Adding the segment needs one more program header. The table stays where
+//! the kernel (and qemu-user, and older kernels, which compute AT_PHDR as
+//! "first mapped page + e_phoff") expect it, inside the first PT_LOAD:
+//! 1. if the bytes after the table are free (Go's internal linker leaves most
+//!    of the first page empty), the table just grows;
+//! 2. in an ET_EXEC file, the file's contents after the table shift by whole
+//!    pages (of the file's own maximum page size) and the first PT_LOAD starts
+//!    that much lower in memory, so every other byte keeps its address;
+//! 3. in an ET_DYN file (PIE, library) the sections right after the table
+//!    (`.interp`, notes, hash tables, `.dynsym`, ... only ones found through
+//!    program headers, dynamic tags and section headers) move into the added
+//!    segment and their references follow;
+//! 4. failing that the table itself moves into the added segment (kernels
+//!    since 5.18 and ld.so find it through PT_PHDR / the PT_LOAD holding it).
+//!
+//! PT_PHDR follows the table, the new PT_LOAD is inserted after the last
+//! PT_LOAD (ascending addresses), and its address is congruent to its file
+//! offset modulo the file's largest PT_LOAD alignment.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
-use super::StringTable;
+use super::raw::{Fmt, Phdr, SHF_ALLOC, Shdr};
 
-pub const DT_NULL: i64 = 0;
-pub const DT_NEEDED: i64 = 1;
-pub const DT_STRTAB: i64 = 5;
-pub const DT_STRSZ: i64 = 10;
-pub const DT_SONAME: i64 = 14;
-pub const DT_RPATH: i64 = 15;
-pub const DT_RUNPATH: i64 = 29;
-const PT_LOAD: u32 = 1;
-const PT_DYNAMIC: u32 = 2;
-const PT_INTERP: u32 = 3;
-const PT_NOTE: u32 = 4;
-const PF_W: u32 = 2;
-const PF_R: u32 = 4;
-const PAGE: u64 = 0x1000;
-/// Free DT_NULL slots left after a moved dynamic section, so later edits
-/// (e.g. the single-file launcher's) can add entries in place.
-const SPARE_DYN: usize = 4;
+pub const PT_NULL: u32 = 0;
+pub const PT_LOAD: u32 = 1;
+pub const PT_DYNAMIC: u32 = 2;
+pub const PT_INTERP: u32 = 3;
+pub const PT_PHDR: u32 = 6;
+pub const PT_GNU_STACK: u32 = 0x6474_e551;
+pub const PF_X: u32 = 1;
+pub const PF_W: u32 = 2;
+pub const PF_R: u32 = 4;
+pub const ET_EXEC: u16 = 2;
+const SHT_DYNAMIC: u32 = 6;
 
-#[derive(Debug, Clone, Copy)]
-pub struct Phdr {
-    pub p_type: u32,
-    pub offset: u64,
-    pub vaddr: u64,
-    pub filesz: u64,
-    pub memsz: u64,
-}
-
-/// A program header to write.
-struct NewPhdr {
-    p_type: u32,
-    flags: u32,
-    offset: u64,
-    vaddr: u64,
-    size: u64,
-    align: u64,
-}
-
-#[derive(Debug, Clone)]
-pub struct Shdr {
-    pub name: String,
-}
-
-/// What `--print-*` reports.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DynInfo {
-    pub interpreter: Option<String>,
-    pub rpath: Option<String>,
-    pub runpath: Option<String>,
-    pub needed: Vec<String>,
-    pub soname: Option<String>,
-}
-
-pub struct Elf<'a> {
-    pub data: &'a [u8],
-    phoff: u64,
-    phentsize: u64,
-    shoff: u64,
-    shentsize: u64,
+/// A parsed file being edited; `data` is the output.
+pub struct Image {
+    pub f: Fmt,
+    pub data: Vec<u8>,
+    pub e_type: u16,
+    pub e_machine: u16,
+    pub phoff: u64,
+    pub shoff: u64,
     pub phdrs: Vec<Phdr>,
     pub shdrs: Vec<Shdr>,
-    /// All dynamic entries, trailing DT_NULLs included (they are capacity).
-    pub dynamic: Vec<(i64, u64)>,
-    pub dynamic_index: Option<usize>,
-    pub interp_index: Option<usize>,
-    pub dynstr: &'a [u8],
+    /// `--page-size`: overrides the alignment of an added segment.
+    pub page_size: Option<u64>,
+    /// Address ranges moved by this edit: (start, end, delta).
+    pub moved: Vec<(u64, u64, i64)>,
 }
 
-fn u16_at(d: &[u8], o: u64) -> Result<u16> {
-    let o = o as usize;
-    match o.checked_add(2).and_then(|e| d.get(o..e)) {
-        Some(b) => Ok(u16::from_le_bytes(b.try_into().unwrap())),
-        None => bail!("truncated at byte {o}"),
-    }
-}
-fn u32_at(d: &[u8], o: u64) -> Result<u32> {
-    let o = o as usize;
-    match o.checked_add(4).and_then(|e| d.get(o..e)) {
-        Some(b) => Ok(u32::from_le_bytes(b.try_into().unwrap())),
-        None => bail!("truncated at byte {o}"),
-    }
-}
-fn u64_at(d: &[u8], o: u64) -> Result<u64> {
-    let o = o as usize;
-    match o.checked_add(8).and_then(|e| d.get(o..e)) {
-        Some(b) => Ok(u64::from_le_bytes(b.try_into().unwrap())),
-        None => bail!("truncated at byte {o}"),
-    }
-}
-fn put_u32(d: &mut [u8], o: u64, v: u32) {
-    d[o as usize..o as usize + 4].copy_from_slice(&v.to_le_bytes());
-}
-fn put_u64(d: &mut [u8], o: u64, v: u64) {
-    d[o as usize..o as usize + 8].copy_from_slice(&v.to_le_bytes());
-}
 fn align_up(v: u64, a: u64) -> u64 {
-    v.div_ceil(a) * a
+    v.div_ceil(a.max(1)) * a.max(1)
 }
 
-impl<'a> Elf<'a> {
-    pub fn parse(data: &'a [u8]) -> Result<Self> {
-        if data.len() < 64 || !data.starts_with(crate::elf::MAGIC) {
-            bail!("not an ELF file (or shorter than an ELF header)");
-        }
-        if data[4] != 2 || data[5] != 1 {
-            bail!("only 64-bit little-endian ELF files can be edited");
-        }
-        let phoff = u64_at(data, 32)?;
-        let shoff = u64_at(data, 40)?;
-        let phentsize = u16_at(data, 54)? as u64;
-        let phnum = u16_at(data, 56)? as u64;
-        let shentsize = u16_at(data, 58)? as u64;
-        let shnum = u16_at(data, 60)? as u64;
-        let shstrndx = u16_at(data, 62)? as u64;
-        if phnum > 0 && phentsize != 56 {
+impl Image {
+    pub fn parse(data: Vec<u8>) -> Result<Image> {
+        let f = Fmt::of(&data)?;
+        let d = &data;
+        let (phoff, shoff, at) = if f.is64 {
+            (f.u64(d, 32)?, f.u64(d, 40)?, 54)
+        } else {
+            (f.u32(d, 28)?.into(), f.u32(d, 32)?.into(), 42)
+        };
+        let phentsize = f.u16(d, at)? as u64;
+        let phnum = f.u16(d, at + 2)? as u64;
+        let shentsize = f.u16(d, at + 4)? as u64;
+        let mut shnum = f.u16(d, at + 6)? as u64;
+        let shstrndx = f.u16(d, at + 8)? as u64;
+        if phnum > 0 && phentsize != f.phent() {
             bail!("unexpected program header size {phentsize}");
         }
-        let table_fits = |off: u64, n: u64, size: u64| {
+        let fits = |off: u64, n: u64, size: u64| {
             n.checked_mul(size)
                 .and_then(|len| off.checked_add(len))
-                .is_some_and(|end| end <= data.len() as u64)
+                .is_some_and(|end| end <= d.len() as u64)
         };
-        if !table_fits(phoff, phnum, phentsize) {
+        if !fits(phoff, phnum, f.phent()) {
             bail!("truncated: the program header table ends past the end of the file");
         }
         let mut phdrs = Vec::new();
         for i in 0..phnum {
-            let b = phoff + i * phentsize;
-            phdrs.push(Phdr {
-                p_type: u32_at(data, b)?,
-                offset: u64_at(data, b + 8)?,
-                vaddr: u64_at(data, b + 16)?,
-                filesz: u64_at(data, b + 32)?,
-                memsz: u64_at(data, b + 40)?,
-            });
-        }
-        for p in &phdrs {
-            if p.offset
-                .checked_add(p.filesz)
-                .is_none_or(|e| e > data.len() as u64)
+            let p = Phdr::read(f, d, phoff + i * f.phent())?;
+            if p.offset.checked_add(p.filesz).is_none_or(|e| e > d.len() as u64)
+                && p.p_type != PT_NULL
             {
                 bail!("truncated: a segment ends past the end of the file");
             }
-            if p.vaddr
-                .checked_add(p.memsz)
-                .is_none_or(|e| e > u64::MAX / 2)
-            {
+            if p.vaddr.checked_add(p.memsz).is_none_or(|e| e > u64::MAX / 2) {
                 bail!("a segment's addresses overflow");
             }
+            phdrs.push(p);
         }
         let mut shdrs = Vec::new();
+        if shoff != 0 && shnum == 0 && fits(shoff, 1, f.shent()) {
+            // More than 0xff00 sections: the count is in section 0.
+            shnum = Shdr::read(f, d, shoff)?.size;
+        }
         if shoff != 0 && shnum != 0 {
-            if shentsize != 64 {
+            if shentsize != f.shent() {
                 bail!("unexpected section header size {shentsize}");
             }
-            if !table_fits(shoff, shnum, shentsize) {
+            if !fits(shoff, shnum, f.shent()) {
                 bail!("truncated: the section header table ends past the end of the file");
             }
-            // (name offset, file offset, size) of every section.
-            let raw: Vec<(u32, u64, u64)> = (0..shnum)
-                .map(|i| {
-                    let b = shoff + i * shentsize;
-                    Ok((
-                        u32_at(data, b)?,
-                        u64_at(data, b + 24)?,
-                        u64_at(data, b + 32)?,
-                    ))
-                })
-                .collect::<Result<_>>()?;
-            let names = raw
-                .get(shstrndx as usize)
-                .map(|&(_, off, size)| (off, size));
-            for &(name, _, _) in &raw {
-                let name = names
-                    .and_then(|(off, size)| {
-                        let s = data.get(off as usize..off.checked_add(size)? as usize)?;
-                        let tail = s.get(name as usize..)?;
+            for i in 0..shnum {
+                shdrs.push(Shdr::read(f, d, shoff + i * f.shent())?);
+            }
+            if let Some(names) = shdrs.get(shstrndx as usize).cloned() {
+                for s in &mut shdrs {
+                    s.name = (|| {
+                        let t = d.get(names.offset as usize..)?;
+                        let t = t.get(..(names.size as usize).min(t.len()))?;
+                        let tail = t.get(s.name_off as usize..)?;
                         let end = tail.iter().position(|&b| b == 0)?;
                         Some(String::from_utf8_lossy(&tail[..end]).into_owned())
-                    })
+                    })()
                     .unwrap_or_default();
-                shdrs.push(Shdr { name });
+                }
+            }
+            for s in &shdrs {
+                if s.in_file() && s.offset.checked_add(s.size).is_none_or(|e| e > d.len() as u64)
+                {
+                    bail!("truncated: section {} ends past the end of the file", s.name);
+                }
             }
         }
-        let dynamic_index = phdrs.iter().position(|p| p.p_type == PT_DYNAMIC);
-        let interp_index = phdrs.iter().position(|p| p.p_type == PT_INTERP);
-        let mut dynamic = Vec::new();
-        if let Some(i) = dynamic_index {
-            let p = phdrs[i];
-            for k in 0..p.filesz / 16 {
-                dynamic.push((
-                    u64_at(data, p.offset + k * 16)? as i64,
-                    u64_at(data, p.offset + k * 16 + 8)?,
-                ));
-            }
-        }
-        let mut elf = Elf {
+        Ok(Image {
+            f,
+            e_type: f.u16(d, 16)?,
+            e_machine: f.u16(d, 18)?,
             data,
             phoff,
-            phentsize,
             shoff,
-            shentsize,
             phdrs,
             shdrs,
-            dynamic,
-            dynamic_index,
-            interp_index,
-            dynstr: &[],
-        };
-        if let (Some(strtab), Some(strsz)) = (elf.tag(DT_STRTAB), elf.tag(DT_STRSZ)) {
-            let off = elf
-                .vaddr_to_offset(strtab)
-                .ok_or_else(|| anyhow::anyhow!("DT_STRTAB is outside every segment"))?;
-            elf.dynstr = data
-                .get(off as usize..off.saturating_add(strsz) as usize)
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "truncated: the dynamic string table ends past the end of the file"
-                    )
-                })?;
-        }
-        Ok(elf)
+            page_size: None,
+            moved: Vec::new(),
+        })
     }
 
-    pub fn tag(&self, tag: i64) -> Option<u64> {
-        self.live_dynamic()
-            .find(|(t, _)| *t == tag)
-            .map(|(_, v)| *v)
+    pub fn find_phdr(&self, t: u32) -> Option<usize> {
+        self.phdrs.iter().position(|p| p.p_type == t)
     }
 
-    pub fn has_tag(&self, tag: i64) -> bool {
-        self.tag(tag).is_some()
+    pub fn find_section(&self, name: &str) -> Option<usize> {
+        self.shdrs.iter().position(|s| s.name == name)
     }
 
-    fn live_dynamic(&self) -> impl Iterator<Item = &(i64, u64)> {
-        self.dynamic.iter().take_while(|(t, _)| *t != DT_NULL)
-    }
-
-    pub fn dynstr_at(&self, off: u64) -> Option<&str> {
-        let tail = self.dynstr.get(off as usize..)?;
-        let end = tail.iter().position(|&b| b == 0)?;
-        std::str::from_utf8(&tail[..end]).ok()
-    }
-
-    fn vaddr_to_offset(&self, vaddr: u64) -> Option<u64> {
+    pub fn vaddr_to_off(&self, vaddr: u64, len: u64) -> Option<u64> {
         self.phdrs
             .iter()
-            .find(|p| p.p_type == PT_LOAD && vaddr >= p.vaddr && vaddr < p.vaddr + p.filesz)
+            .filter(|p| p.p_type == PT_LOAD)
+            .find(|p| vaddr >= p.vaddr && vaddr.saturating_add(len) <= p.vaddr + p.filesz)
             .map(|p| vaddr - p.vaddr + p.offset)
     }
 
-    pub fn interpreter(&self) -> Option<String> {
-        let p = self.phdrs[self.interp_index?];
-        let s = self
-            .data
-            .get(p.offset as usize..(p.offset + p.filesz) as usize)?;
-        let end = s.iter().position(|&b| b == 0).unwrap_or(s.len());
-        Some(String::from_utf8_lossy(&s[..end]).into_owned())
-    }
-
-    pub fn dyn_info(&self) -> DynInfo {
-        let string = |tag| {
-            self.tag(tag)
-                .and_then(|v| self.dynstr_at(v))
-                .map(str::to_string)
-        };
-        DynInfo {
-            interpreter: self.interpreter(),
-            rpath: string(DT_RPATH),
-            runpath: string(DT_RUNPATH),
-            needed: self
-                .live_dynamic()
-                .filter(|(t, _)| *t == DT_NEEDED)
-                .filter_map(|(_, v)| self.dynstr_at(*v).map(str::to_string))
-                .collect(),
-            soname: string(DT_SONAME),
+    /// Where the dynamic section is: (file offset, address, size), from
+    /// PT_DYNAMIC or else from the `.dynamic` section header.
+    pub fn dynamic_place(&self) -> Option<(u64, u64, u64)> {
+        if let Some(i) = self.find_phdr(PT_DYNAMIC) {
+            let p = self.phdrs[i];
+            return Some((p.offset, p.vaddr, p.filesz));
         }
+        let s = self.shdrs.iter().find(|s| s.sh_type == SHT_DYNAMIC)?;
+        Some((s.offset, s.addr, s.size))
     }
 
-    /// Bytes available for the interpreter string, its NUL included.
-    pub fn interp_capacity(&self) -> usize {
-        self.interp_index
-            .map_or(0, |i| self.phdrs[i].filesz as usize)
-    }
-
-    fn phdr_at(&self, i: usize) -> u64 {
-        self.phoff + i as u64 * self.phentsize
-    }
-
-    /// Writes program header `i` (p_paddr = p_vaddr, p_memsz = p_filesz).
-    fn set_phdr(&self, out: &mut [u8], i: usize, seg: NewPhdr) {
-        let b = self.phdr_at(i);
-        put_u32(out, b, seg.p_type);
-        put_u32(out, b + 4, seg.flags);
-        put_u64(out, b + 8, seg.offset);
-        put_u64(out, b + 16, seg.vaddr);
-        put_u64(out, b + 24, seg.vaddr);
-        put_u64(out, b + 32, seg.size);
-        put_u64(out, b + 40, seg.size);
-        put_u64(out, b + 48, seg.align);
-    }
-
-    fn set_section(&self, out: &mut [u8], name: &str, offset: u64, addr: u64, size: u64) {
-        if let Some(i) = self.shdrs.iter().position(|s| s.name == name) {
-            let b = self.shoff + i as u64 * self.shentsize;
-            put_u64(out, b + 16, addr);
-            put_u64(out, b + 24, offset);
-            put_u64(out, b + 32, size);
+    /// The largest PT_LOAD alignment (the page size the file was linked for).
+    pub fn max_align(&self) -> u64 {
+        if let Some(p) = self.page_size {
+            return p;
         }
-    }
-
-    pub fn write_interp_in_place(&self, out: &mut [u8], interp: &str) {
-        let i = self.interp_index.expect("checked by the caller");
-        let p = self.phdrs[i];
-        let start = p.offset as usize;
-        out[start..start + p.filesz as usize].fill(0);
-        out[start..start + interp.len()].copy_from_slice(interp.as_bytes());
-        let len = interp.len() as u64 + 1;
-        let b = self.phdr_at(i);
-        put_u64(out, b + 32, len);
-        put_u64(out, b + 40, len);
-        self.set_section(out, ".interp", p.offset, p.vaddr, len);
-    }
-
-    /// Rewrites the dynamic entries where they are; the rest of the
-    /// original capacity becomes DT_NULL.
-    pub fn write_dynamic_in_place(&self, out: &mut [u8], dyns: &[(i64, u64)]) {
-        let p = self.phdrs[self.dynamic_index.expect("checked by the caller")];
-        out[p.offset as usize..(p.offset + p.filesz) as usize].fill(0);
-        for (k, (t, v)) in dyns.iter().enumerate() {
-            put_u64(out, p.offset + k as u64 * 16, *t as u64);
-            put_u64(out, p.offset + k as u64 * 16 + 8, *v);
-        }
-    }
-
-    /// Appends a new RW PT_LOAD (taking over the first PT_NOTE header)
-    /// holding whatever outgrew its place.
-    pub fn append_segment(
-        &self,
-        out: &mut Vec<u8>,
-        interp: Option<&str>,
-        strings: &StringTable,
-        dyns: &mut [(i64, u64)],
-        touches_dynamic: bool,
-    ) -> Result<()> {
-        let last_load = self.phdrs.iter().rposition(|p| p.p_type == PT_LOAD);
-        let Some(last_load) = last_load else {
-            bail!("the file has no PT_LOAD segment")
-        };
-        let note = self
-            .phdrs
+        self.phdrs
             .iter()
-            .enumerate()
-            .position(|(i, p)| i > last_load && p.p_type == PT_NOTE)
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "no PT_NOTE program header after the PT_LOADs to reuse for a new segment"
-                )
-            })?;
-        let end = self
+            .filter(|p| p.p_type == PT_LOAD)
+            .map(|p| p.align)
+            .max()
+            .unwrap_or(0)
+            .max(0x1000)
+    }
+
+    /// The added segment of an earlier edit, which can grow at its end.
+    pub fn growable(&self) -> Option<usize> {
+        let last = self.phdrs.iter().rposition(|p| p.p_type == PT_LOAD)?;
+        let p = self.phdrs[last];
+        let top = self
             .phdrs
             .iter()
             .filter(|p| p.p_type == PT_LOAD)
-            .map(|p| p.vaddr + p.memsz)
+            .map(|p| p.mem_end())
+            .max()?;
+        (p.file_end() == self.data.len() as u64
+            && p.memsz == p.filesz
+            && p.mem_end() == top
+            && p.flags == PF_R | PF_W)
+            .then_some(last)
+    }
+
+    /// Appends `bytes` to the added segment `seg` at an offset aligned to
+    /// `align`; returns its (file offset, address).
+    pub fn append(&mut self, seg: usize, bytes: &[u8], align: u64) -> (u64, u64) {
+        let off = align_up(self.data.len() as u64, align);
+        self.data.resize(off as usize, 0);
+        self.data.extend_from_slice(bytes);
+        let p = &mut self.phdrs[seg];
+        p.filesz = self.data.len() as u64 - p.offset;
+        p.memsz = p.filesz;
+        (off, off - p.offset + p.vaddr)
+    }
+
+    /// The added segment, created if need be. A new one starts at `from`
+    /// when given (a file offset: the segment then maps the file from there,
+    /// so a table there can grow at the end of the file without a copy).
+    pub fn segment(&mut self, from: Option<u64>) -> Result<usize> {
+        self.segment_with(from, 0)
+    }
+
+    /// [`Image::segment`], leaving `extra` PT_NULL headers at the end of the
+    /// table when it creates the segment.
+    fn segment_with(&mut self, from: Option<u64>, extra: u64) -> Result<usize> {
+        if let Some(i) = self.growable() {
+            return Ok(i);
+        }
+        if !self.phdrs.iter().any(|p| p.p_type == PT_LOAD) {
+            bail!("the file has no PT_LOAD segment");
+        }
+        let align = self.max_align();
+        let phent = self.f.phent();
+        let table_end = self.phoff + self.phdrs.len() as u64 * phent;
+        let need_end = table_end + phent * (1 + extra);
+        let room = self.free_after(table_end);
+        enum Way {
+            InPlace,
+            Blob(u64, u64),
+            MoveTable,
+        }
+        let way = if room >= need_end {
+            Way::InPlace
+        } else if self.e_type == ET_EXEC && self.can_shift(align) {
+            self.shift(table_end, align);
+            Way::InPlace
+        } else if let Some((start, end)) = self.movable_blob(table_end, need_end) {
+            Way::Blob(start, end)
+        } else {
+            Way::MoveTable
+        };
+        let top = self
+            .phdrs
+            .iter()
+            .filter(|p| p.p_type == PT_LOAD)
+            .map(|p| p.mem_end())
             .max()
             .unwrap_or(0);
-        let file_off = align_up(out.len() as u64, PAGE);
-        let vaddr = align_up(end, PAGE);
-        out.resize(file_off as usize, 0);
-        let mut seg: Vec<u8> = Vec::new();
-        if let Some(i) = interp {
-            let at = seg.len() as u64;
-            seg.extend_from_slice(i.as_bytes());
-            seg.push(0);
-            let len = i.len() as u64 + 1;
-            let pi = self.interp_index.expect("checked by the caller");
-            self.set_phdr(
-                out,
-                pi,
-                NewPhdr {
-                    p_type: PT_INTERP,
-                    flags: PF_R,
-                    offset: file_off + at,
-                    vaddr: vaddr + at,
-                    size: len,
-                    align: 1,
-                },
-            );
-            self.set_section(out, ".interp", file_off + at, vaddr + at, len);
-        }
-        if touches_dynamic {
-            let strtab_at = seg.len() as u64;
-            seg.extend_from_slice(&strings.bytes);
-            for e in dyns.iter_mut() {
-                match e.0 {
-                    DT_STRTAB => e.1 = vaddr + strtab_at,
-                    DT_STRSZ => e.1 = strings.bytes.len() as u64,
-                    _ => {}
+        let off0 = match from {
+            Some(o) => o,
+            None => {
+                let o = align_up(self.data.len() as u64, 16);
+                self.data.resize(o as usize, 0);
+                o
+            }
+        };
+        let vaddr0 = align_up(top, align) + off0 % align;
+        let last_load = self.phdrs.iter().rposition(|p| p.p_type == PT_LOAD).unwrap();
+        let seg = last_load + 1;
+        self.phdrs.insert(
+            seg,
+            Phdr {
+                p_type: PT_LOAD,
+                flags: PF_R | PF_W,
+                offset: off0,
+                vaddr: vaddr0,
+                paddr: vaddr0,
+                filesz: self.data.len() as u64 - off0,
+                memsz: self.data.len() as u64 - off0,
+                align,
+            },
+        );
+        match way {
+            Way::InPlace => {}
+            Way::Blob(start, end) => {
+                let bytes = self.data[start as usize..end as usize].to_vec();
+                // Keep the blob's alignment within a 64-byte line.
+                let pad = (start % 64 + 64 - self.data.len() as u64 % 64) % 64;
+                let len = self.data.len() as u64 + pad;
+                self.data.resize(len as usize, 0);
+                let (noff, nvaddr) = self.append(seg, &bytes, 1);
+                self.data[start as usize..end as usize].fill(0);
+                let old_vaddr = self.off_to_vaddr(start).context("the moved sections")?;
+                let dv = nvaddr as i64 - old_vaddr as i64;
+                let doff = noff - start;
+                for p in &mut self.phdrs {
+                    if p.p_type != PT_LOAD
+                        && p.p_type != PT_PHDR
+                        && p.filesz > 0
+                        && p.offset >= start
+                        && p.file_end() <= end
+                    {
+                        p.offset += doff;
+                        p.vaddr = (p.vaddr as i64 + dv) as u64;
+                        p.paddr = (p.paddr as i64 + dv) as u64;
+                    }
+                }
+                for s in &mut self.shdrs {
+                    if s.in_file() && s.offset >= start && s.offset + s.size <= end {
+                        s.offset += doff;
+                        if s.flags & SHF_ALLOC != 0 {
+                            s.addr = (s.addr as i64 + dv) as u64;
+                        }
+                    }
+                }
+                self.moved
+                    .push((old_vaddr, old_vaddr + (end - start), dv));
+            }
+            Way::MoveTable => {
+                let n = self.phdrs.len() as u64 + extra;
+                let (noff, nvaddr) = self.append(seg, &vec![0; (n * phent) as usize], 8);
+                self.phoff = noff;
+                if let Some(i) = self.find_phdr(PT_PHDR) {
+                    let p = &mut self.phdrs[i];
+                    p.offset = noff;
+                    p.vaddr = nvaddr;
+                    p.paddr = nvaddr;
                 }
             }
-            self.set_section(
-                out,
-                ".dynstr",
-                file_off + strtab_at,
-                vaddr + strtab_at,
-                strings.bytes.len() as u64,
-            );
-            while !seg.len().is_multiple_of(8) {
-                seg.push(0);
-            }
-            let dyn_at = seg.len() as u64;
-            for (t, v) in dyns.iter() {
-                seg.extend_from_slice(&(*t as u64).to_le_bytes());
-                seg.extend_from_slice(&v.to_le_bytes());
-            }
-            seg.extend(std::iter::repeat_n(0u8, 16 * (1 + SPARE_DYN)));
-            let dyn_size = seg.len() as u64 - dyn_at;
-            let di = self.dynamic_index.expect("checked by the caller");
-            let dynamic = NewPhdr {
-                p_type: PT_DYNAMIC,
-                flags: PF_R | PF_W,
-                offset: file_off + dyn_at,
-                vaddr: vaddr + dyn_at,
-                size: dyn_size,
-                align: 8,
-            };
-            self.set_phdr(out, di, dynamic);
-            self.set_section(out, ".dynamic", file_off + dyn_at, vaddr + dyn_at, dyn_size);
         }
-        let load = NewPhdr {
-            p_type: PT_LOAD,
-            flags: PF_R | PF_W,
-            offset: file_off,
-            vaddr,
-            size: seg.len() as u64,
-            align: PAGE,
-        };
-        self.set_phdr(out, note, load);
-        out.extend_from_slice(&seg);
+        for _ in 0..extra {
+            self.phdrs.push(Phdr {
+                p_type: PT_NULL,
+                flags: 0,
+                offset: 0,
+                vaddr: 0,
+                paddr: 0,
+                filesz: 0,
+                memsz: 0,
+                align: 0,
+            });
+        }
+        let size = self.phdrs.len() as u64 * phent;
+        if let Some(i) = self.find_phdr(PT_PHDR) {
+            self.phdrs[i].filesz = size;
+            self.phdrs[i].memsz = size;
+        }
+        Ok(seg)
+    }
+
+    /// Adds a program header (not a PT_LOAD) at the end of the table.
+    pub fn add_phdr(&mut self, p: Phdr) -> Result<()> {
+        if self.find_phdr(PT_NULL).is_none() {
+            let phent = self.f.phent();
+            let table_end = self.phoff + self.phdrs.len() as u64 * phent;
+            if self.free_after(table_end) >= table_end + phent {
+                self.phdrs.push(p);
+                self.grow_pt_phdr();
+                return Ok(());
+            }
+            if self.growable().is_some() {
+                bail!("no room for another program header");
+            }
+            self.segment_with(None, 1)?;
+        }
+        let i = self.find_phdr(PT_NULL).expect("made above");
+        self.phdrs[i] = p;
         Ok(())
     }
+
+    fn grow_pt_phdr(&mut self) {
+        let size = self.phdrs.len() as u64 * self.f.phent();
+        if let Some(i) = self.find_phdr(PT_PHDR) {
+            self.phdrs[i].filesz = size;
+            self.phdrs[i].memsz = size;
+        }
+    }
+
+    fn off_to_vaddr(&self, off: u64) -> Option<u64> {
+        self.phdrs
+            .iter()
+            .find(|p| p.p_type == PT_LOAD && off >= p.offset && off < p.file_end())
+            .map(|p| off - p.offset + p.vaddr)
+    }
+
+    /// The end of the free bytes after the program header table (which must
+    /// stay inside the PT_LOAD that maps it).
+    fn free_after(&self, table_end: u64) -> u64 {
+        let mut end = self
+            .phdrs
+            .iter()
+            .find(|p| p.p_type == PT_LOAD && p.offset <= self.phoff && table_end <= p.file_end())
+            .map_or(table_end, |p| p.file_end());
+        for s in &self.shdrs {
+            if s.in_file() && s.offset + s.size > self.phoff {
+                if s.offset < table_end {
+                    return table_end;
+                }
+                end = end.min(s.offset);
+            }
+        }
+        for p in &self.phdrs {
+            if p.p_type != PT_LOAD && p.p_type != PT_PHDR && p.filesz > 0 && p.offset >= table_end
+            {
+                end = end.min(p.offset);
+            }
+        }
+        if self.shoff >= table_end {
+            end = end.min(self.shoff);
+        }
+        end
+    }
+
+    fn first_load(&self) -> Option<usize> {
+        self.phdrs
+            .iter()
+            .position(|p| p.p_type == PT_LOAD && p.offset == 0)
+    }
+
+    fn can_shift(&self, align: u64) -> bool {
+        let Some(i) = self.first_load() else {
+            return false;
+        };
+        let first = self.phdrs[i];
+        let lowest = self
+            .phdrs
+            .iter()
+            .filter(|p| p.p_type == PT_LOAD)
+            .map(|p| p.vaddr)
+            .min();
+        first.vaddr >= align + 0x10000 && lowest == Some(first.vaddr) && self.phoff < first.filesz
+    }
+
+    /// Inserts `align` zero bytes at `at` (the end of the program header
+    /// table); the first PT_LOAD starts that much lower, so nothing else
+    /// changes address.
+    fn shift(&mut self, at: u64, align: u64) {
+        let tail = self.data.split_off(at as usize);
+        self.data.resize((at + align) as usize, 0);
+        self.data.extend_from_slice(&tail);
+        for p in &mut self.phdrs {
+            if p.p_type == PT_NULL {
+                continue;
+            }
+            if p.offset >= at {
+                p.offset += align;
+            } else if p.p_type == PT_LOAD && p.offset == 0 {
+                p.vaddr -= align;
+                p.paddr = p.paddr.saturating_sub(align);
+                p.filesz += align;
+                p.memsz += align;
+            } else if p.p_type == PT_PHDR {
+                p.vaddr -= align;
+                p.paddr = p.paddr.saturating_sub(align);
+            } else if p.filesz > 0 && p.file_end() > at {
+                // A segment straddling the table: grow it over the gap.
+                p.filesz += align;
+                p.memsz += align;
+            }
+        }
+        for s in &mut self.shdrs {
+            if s.offset >= at && s.sh_type != super::raw::SHT_NULL {
+                s.offset += align;
+            }
+        }
+        if self.shoff >= at {
+            self.shoff += align;
+        }
+    }
+
+    /// The sections between `table_end` and `need_end` (widened to whole
+    /// sections and segments), if all are found only through headers and
+    /// dynamic tags and so can move.
+    fn movable_blob(&self, table_end: u64, need_end: u64) -> Option<(u64, u64)> {
+        let mut end = need_end;
+        loop {
+            let mut grew = false;
+            for s in &self.shdrs {
+                if s.in_file() && s.offset < end && s.offset + s.size > table_end {
+                    if s.offset < table_end || !movable(s) {
+                        return None;
+                    }
+                    if s.offset + s.size > end {
+                        end = s.offset + s.size;
+                        grew = true;
+                    }
+                }
+            }
+            for p in &self.phdrs {
+                if p.p_type != PT_LOAD
+                    && p.p_type != PT_PHDR
+                    && p.filesz > 0
+                    && p.offset < end
+                    && p.file_end() > table_end
+                {
+                    if p.offset < table_end {
+                        return None;
+                    }
+                    if p.file_end() > end {
+                        end = p.file_end();
+                        grew = true;
+                    }
+                }
+            }
+            if !grew {
+                break;
+            }
+        }
+        // All of it inside the PT_LOAD holding the table.
+        let i = self.first_load()?;
+        (end <= self.phdrs[i].file_end() && self.phoff >= self.phdrs[i].offset)
+            .then_some((table_end, end))
+    }
+
+    /// An address after this edit's moves.
+    pub fn remap(&self, v: u64) -> u64 {
+        for &(lo, hi, d) in &self.moved {
+            if v >= lo && v < hi {
+                return (v as i64 + d) as u64;
+            }
+        }
+        v
+    }
+
+    /// Writes the headers back (program header table, section headers,
+    /// e_phoff, e_phnum, e_shoff).
+    pub fn finish(&mut self) -> Result<()> {
+        let f = self.f;
+        let n = self.phdrs.len();
+        if n > 0xffff {
+            bail!("too many program headers");
+        }
+        let phent = f.phent();
+        let end = self.phoff + n as u64 * phent;
+        if end > self.data.len() as u64 {
+            bail!("internal error: program header table past the end of the file");
+        }
+        for (i, p) in self.phdrs.iter().enumerate() {
+            p.write(f, &mut self.data, self.phoff + i as u64 * phent);
+        }
+        if self.shoff != 0 {
+            for (i, s) in self.shdrs.iter().enumerate() {
+                s.write_place(f, &mut self.data, self.shoff + i as u64 * f.shent());
+            }
+        }
+        let d = &mut self.data;
+        if f.is64 {
+            f.put64(d, 32, self.phoff);
+            f.put64(d, 40, self.shoff);
+            f.put16(d, 56, n as u16);
+        } else {
+            f.put32(d, 28, self.phoff as u32);
+            f.put32(d, 32, self.shoff as u32);
+            f.put16(d, 44, n as u16);
+        }
+        Ok(())
+    }
+}
+
+/// Sections the loader finds only through program headers and dynamic
+/// tags (which [`Image::remap`] follows), so they can move.
+fn movable(s: &Shdr) -> bool {
+    const MOVABLE: [u32; 12] = [
+        3,          // SHT_STRTAB (.dynstr)
+        4,          // SHT_RELA
+        5,          // SHT_HASH
+        7,          // SHT_NOTE
+        9,          // SHT_REL
+        11,         // SHT_DYNSYM
+        19,         // SHT_RELR
+        0x6fff_fff6, // SHT_GNU_HASH
+        0x6fff_fffd, // SHT_GNU_verdef
+        0x6fff_fffe, // SHT_GNU_verneed
+        0x6fff_ffff, // SHT_GNU_versym
+        0x6fff_fff5, // SHT_GNU_ATTRIBUTES
+    ];
+    s.flags & SHF_ALLOC != 0
+        && s.flags & 1 == 0 // not SHF_WRITE
+        && s.flags & 4 == 0 // not SHF_EXECINSTR
+        && (MOVABLE.contains(&s.sh_type) || s.name == ".interp")
+        && (s.sh_type != 4 && s.sh_type != 9 || s.name.starts_with(".rel"))
 }
