@@ -34,6 +34,7 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once
 enum Command {
     /// Print the files the loader would load for each program, and why (a static ldd).
     Deps(DepsArgs),

@@ -53,7 +53,8 @@ struct Cmd {
 /// patchelf's `@FILE`: the argument is the file's contents.
 fn resolve(arg: &str) -> Result<String> {
     match arg.strip_prefix('@') {
-        Some(f) => std::fs::read_to_string(f).with_context(|| format!("{f}: cannot read")),
+        Some(f) => std::fs::read_to_string(f)
+            .with_context(|| format!("getting info about {f}: cannot read")),
         None => Ok(arg.to_string()),
     }
 }
@@ -97,7 +98,7 @@ fn os_abi_name(abi: u8) -> String {
 fn parse(args: &[String]) -> Result<Cmd> {
     let mut c = Cmd::default();
     let mut it = args.iter();
-    let mut value = |it: &mut std::slice::Iter<String>, opt: &str| -> Result<String> {
+    let value = |it: &mut std::slice::Iter<String>, opt: &str| -> Result<String> {
         let v = it
             .next()
             .with_context(|| format!("{opt}: missing argument"))?;
@@ -108,9 +109,7 @@ fn parse(args: &[String]) -> Result<Cmd> {
     while let Some(a) = it.next() {
         let e = &mut c.edits;
         match a.as_str() {
-            "--set-interpreter" | "--interpreter" => {
-                e.interpreter = Some(value(&mut it, a)?)
-            }
+            "--set-interpreter" | "--interpreter" => e.interpreter = Some(value(&mut it, a)?),
             "--page-size" => {
                 let v = value(&mut it, a)?;
                 let n: u64 = v
@@ -168,11 +167,14 @@ fn parse(args: &[String]) -> Result<Cmd> {
             "--add-debug-tag" => e.add_debug_tag = true,
             "--debug" | "--no-sort" => {}
             "--help" | "-h" => {
-                println!("usage: elfpack patch [OPTION]... FILENAME...\n{OPTIONS}");
+                println!("usage: elfpack patch [OPTION]... FILENAME... (as patchelf)\n{OPTIONS}");
                 std::process::exit(0);
             }
             "--version" => {
-                println!("elfpack patch {}", env!("CARGO_PKG_VERSION"));
+                println!(
+                    "elfpack patch {} (patchelf's command line)",
+                    env!("CARGO_PKG_VERSION")
+                );
                 std::process::exit(0);
             }
             s if s.starts_with("--") && s.len() > 2 => bail!("unknown option {s}"),
@@ -194,7 +196,7 @@ fn parse(args: &[String]) -> Result<Cmd> {
         }
     }
     if c.files.is_empty() {
-        bail!("missing filename");
+        bail!("missing filename (usage: elfpack patch [OPTION]... FILENAME..., as patchelf)");
     }
     if c.output.is_some() && c.files.len() > 1 {
         bail!("--output option only allowed with single input file");
@@ -225,13 +227,15 @@ fn run_one(c: &Cmd, file: &Path) -> Result<()> {
     if c.print_os_abi {
         text += &format!("{}\n", os_abi_name(info.os_abi));
     }
-    if c.print_soname {
-        if let Some(s) = &info.soname {
-            text += &format!("{s}\n");
-        }
+    if let (true, Some(s)) = (c.print_soname, &info.soname) {
+        text += &format!("{s}\n");
     }
     if c.print_rpath {
-        let rp = info.runpath.clone().or(info.rpath.clone()).unwrap_or_default();
+        let rp = info
+            .runpath
+            .clone()
+            .or(info.rpath.clone())
+            .unwrap_or_default();
         text += &format!("{rp}\n");
     }
     if c.print_execstack {
@@ -249,7 +253,11 @@ fn run_one(c: &Cmd, file: &Path) -> Result<()> {
     }
     // Into a closed pipe (`| head`), stop quietly instead of failing.
     let mut out = std::io::stdout().lock();
-    if out.write_all(text.as_bytes()).and_then(|_| out.flush()).is_err() {
+    if out
+        .write_all(text.as_bytes())
+        .and_then(|_| out.flush())
+        .is_err()
+    {
         return Ok(());
     }
     if !c.edits.is_empty() {

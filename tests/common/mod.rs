@@ -340,6 +340,38 @@ impl Drop for RootD {
     }
 }
 
+/// Builds fixtures/cgo-internal (cgo through the standard library only, so
+/// Go's internal linker links it) into `dir`, offline.
+pub fn build_cgo_internal(dir: &Path) -> PathBuf {
+    build_go(dir, "cgo-internal", &[])
+}
+
+fn build_go(dir: &Path, fixture: &str, flags: &[&str]) -> PathBuf {
+    let bin = dir.join(fixture);
+    let src = dir.join(format!("{fixture}-src"));
+    std::fs::create_dir_all(&src).unwrap();
+    for f in ["main.go", "go.mod"] {
+        std::fs::copy(format!("{FIXTURES}/{fixture}/{f}"), src.join(f)).unwrap();
+    }
+    let o = Command::new("go")
+        .arg("build")
+        .args(flags)
+        .arg("-o")
+        .arg(&bin)
+        .arg(".")
+        .current_dir(&src)
+        .env("CGO_ENABLED", "1")
+        .env("GOCACHE", dir.join("gocache"))
+        .env("GOPATH", dir.join("gopath"))
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOPROXY", "off")
+        .env("GOTOOLCHAIN", "local")
+        .output()
+        .expect("go (golang-go) is installed");
+    assert!(o.status.success(), "go build: {}", describe(&o));
+    bin
+}
+
 /// Builds fixtures/cgo (a CGo program whose user and host lookups go
 /// through glibc's NSS) into `dir`, offline.
 pub fn build_cgo(dir: &Path) -> PathBuf {

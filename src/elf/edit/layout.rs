@@ -46,7 +46,6 @@ pub struct Image {
     pub f: Fmt,
     pub data: Vec<u8>,
     pub e_type: u16,
-    pub e_machine: u16,
     pub phoff: u64,
     pub shoff: u64,
     pub phdrs: Vec<Phdr>,
@@ -89,12 +88,17 @@ impl Image {
         let mut phdrs = Vec::new();
         for i in 0..phnum {
             let p = Phdr::read(f, d, phoff + i * f.phent())?;
-            if p.offset.checked_add(p.filesz).is_none_or(|e| e > d.len() as u64)
+            if p.offset
+                .checked_add(p.filesz)
+                .is_none_or(|e| e > d.len() as u64)
                 && p.p_type != PT_NULL
             {
                 bail!("truncated: a segment ends past the end of the file");
             }
-            if p.vaddr.checked_add(p.memsz).is_none_or(|e| e > u64::MAX / 2) {
+            if p.vaddr
+                .checked_add(p.memsz)
+                .is_none_or(|e| e > u64::MAX / 2)
+            {
                 bail!("a segment's addresses overflow");
             }
             phdrs.push(p);
@@ -127,16 +131,21 @@ impl Image {
                 }
             }
             for s in &shdrs {
-                if s.in_file() && s.offset.checked_add(s.size).is_none_or(|e| e > d.len() as u64)
+                if s.in_file()
+                    && s.offset
+                        .checked_add(s.size)
+                        .is_none_or(|e| e > d.len() as u64)
                 {
-                    bail!("truncated: section {} ends past the end of the file", s.name);
+                    bail!(
+                        "truncated: section {} ends past the end of the file",
+                        s.name
+                    );
                 }
             }
         }
         Ok(Image {
             f,
             e_type: f.u16(d, 16)?,
-            e_machine: f.u16(d, 18)?,
             data,
             phoff,
             shoff,
@@ -217,9 +226,10 @@ impl Image {
         (off, off - p.offset + p.vaddr)
     }
 
-    /// The added segment, created if need be. A new one starts at `from`
-    /// when given (a file offset: the segment then maps the file from there,
-    /// so a table there can grow at the end of the file without a copy).
+    /// The added segment, created if need be. A new one starts at the file
+    /// bytes of address `from` when given (the segment then maps the file
+    /// from there, so a table there can grow at the end of the file without
+    /// a copy).
     pub fn segment(&mut self, from: Option<u64>) -> Result<usize> {
         self.segment_with(from, 0)
     }
@@ -237,6 +247,11 @@ impl Image {
         let phent = self.f.phent();
         let table_end = self.phoff + self.phdrs.len() as u64 * phent;
         let need_end = table_end + phent * (1 + extra);
+        if self.shoff >= table_end && self.shoff < need_end {
+            // Go's linker puts the section headers right after the program
+            // headers; nothing loads them, so they move to the end.
+            self.move_section_headers();
+        }
         let room = self.free_after(table_end);
         enum Way {
             InPlace,
@@ -260,7 +275,9 @@ impl Image {
             .map(|p| p.mem_end())
             .max()
             .unwrap_or(0);
-        let off0 = match from {
+        // (Looked up only now: making room may have shifted the file.)
+        let from = from.filter(|&v| self.remap(v) == v);
+        let off0 = match from.and_then(|v| self.vaddr_to_off(v, 1)) {
             Some(o) => o,
             None => {
                 let o = align_up(self.data.len() as u64, 16);
@@ -269,7 +286,11 @@ impl Image {
             }
         };
         let vaddr0 = align_up(top, align) + off0 % align;
-        let last_load = self.phdrs.iter().rposition(|p| p.p_type == PT_LOAD).unwrap();
+        let last_load = self
+            .phdrs
+            .iter()
+            .rposition(|p| p.p_type == PT_LOAD)
+            .unwrap();
         let seg = last_load + 1;
         self.phdrs.insert(
             seg,
@@ -317,8 +338,7 @@ impl Image {
                         }
                     }
                 }
-                self.moved
-                    .push((old_vaddr, old_vaddr + (end - start), dv));
+                self.moved.push((old_vaddr, old_vaddr + (end - start), dv));
             }
             Way::MoveTable => {
                 let n = self.phdrs.len() as u64 + extra;
@@ -380,6 +400,17 @@ impl Image {
         }
     }
 
+    fn move_section_headers(&mut self) {
+        let len = self.shdrs.len() as u64 * self.f.shent();
+        let old = self.shoff as usize;
+        let table = self.data[old..old + len as usize].to_vec();
+        self.data[old..old + len as usize].fill(0);
+        let new = align_up(self.data.len() as u64, 8);
+        self.data.resize(new as usize, 0);
+        self.data.extend_from_slice(&table);
+        self.shoff = new;
+    }
+
     fn off_to_vaddr(&self, off: u64) -> Option<u64> {
         self.phdrs
             .iter()
@@ -404,8 +435,7 @@ impl Image {
             }
         }
         for p in &self.phdrs {
-            if p.p_type != PT_LOAD && p.p_type != PT_PHDR && p.filesz > 0 && p.offset >= table_end
-            {
+            if p.p_type != PT_LOAD && p.p_type != PT_PHDR && p.filesz > 0 && p.offset >= table_end {
                 end = end.min(p.offset);
             }
         }
@@ -565,13 +595,13 @@ impl Image {
 /// tags (which [`Image::remap`] follows), so they can move.
 fn movable(s: &Shdr) -> bool {
     const MOVABLE: [u32; 12] = [
-        3,          // SHT_STRTAB (.dynstr)
-        4,          // SHT_RELA
-        5,          // SHT_HASH
-        7,          // SHT_NOTE
-        9,          // SHT_REL
-        11,         // SHT_DYNSYM
-        19,         // SHT_RELR
+        3,           // SHT_STRTAB (.dynstr)
+        4,           // SHT_RELA
+        5,           // SHT_HASH
+        7,           // SHT_NOTE
+        9,           // SHT_REL
+        11,          // SHT_DYNSYM
+        19,          // SHT_RELR
         0x6fff_fff6, // SHT_GNU_HASH
         0x6fff_fffd, // SHT_GNU_verdef
         0x6fff_fffe, // SHT_GNU_verneed

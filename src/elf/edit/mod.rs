@@ -46,8 +46,24 @@ const DT_SYMENT: i64 = 11;
 const DF_1_NODEFLIB: u64 = 0x800;
 /// Dynamic tags whose value is an address (followed when sections move).
 const ADDRESS_TAGS: [i64; 18] = [
-    3, 4, 5, 6, 7, 12, 13, 17, 23, 25, 26, 32, 36, 0x6fff_fef5, 0x6fff_fff0, 0x6fff_fffc,
-    0x6fff_fffe, 0x6fff_fef4,
+    3,
+    4,
+    5,
+    6,
+    7,
+    12,
+    13,
+    17,
+    23,
+    25,
+    26,
+    32,
+    36,
+    0x6fff_fef5,
+    0x6fff_fff0,
+    0x6fff_fffc,
+    0x6fff_fffe,
+    0x6fff_fef4,
 ];
 /// Free DT_NULL slots left after a moved dynamic section, so later edits
 /// can add entries in place.
@@ -143,8 +159,6 @@ impl Edits {
 
 /// The dynamic view of a file: its entries and string table.
 struct Dynamic {
-    /// (file offset, address, size in bytes) of the dynamic section.
-    place: (u64, u64, u64),
     /// All entries, trailing DT_NULLs included (they are capacity).
     entries: Vec<(i64, u64)>,
     strtab_vaddr: u64,
@@ -170,14 +184,13 @@ impl Dynamic {
         };
         let (mut strtab_vaddr, mut strtab) = (0, Vec::new());
         if let (Some(v), Some(sz)) = (live(DT_STRTAB), live(DT_STRSZ)) {
-            let off = img
-                .vaddr_to_off(v, sz)
-                .context("the dynamic string table (DT_STRTAB, DT_STRSZ) is outside every segment")?;
+            let off = img.vaddr_to_off(v, sz).context(
+                "the dynamic string table (DT_STRTAB, DT_STRSZ) is outside every segment",
+            )?;
             strtab_vaddr = v;
             strtab = img.data[off as usize..(off + sz) as usize].to_vec();
         }
         Ok(Some(Dynamic {
-            place,
             entries,
             strtab_vaddr,
             strtab,
@@ -308,10 +321,8 @@ pub fn edit_bytes(data: &[u8], edits: &Edits) -> Result<Vec<u8>> {
         (None, true) => bail!("the file has no dynamic section (statically linked?)"),
         (Some(d), true) => Some(plan_dynamic(&img, d, edits)?),
     };
-    if let Some(ref p) = plan {
-        if !p.version_clear.is_empty() {
-            clear_versions(&mut img, dynamic.as_ref().unwrap(), &p.version_clear)?;
-        }
+    if let Some(p) = plan.as_ref().filter(|p| !p.version_clear.is_empty()) {
+        clear_versions(&mut img, dynamic.as_ref().unwrap(), &p.version_clear)?;
     }
 
     let interp = edits.interpreter.as_deref();
@@ -330,7 +341,7 @@ pub fn edit_bytes(data: &[u8], edits: &Edits) -> Result<Vec<u8>> {
         // A large table that must grow is mapped where it is.
         let from = match &dynamic {
             Some(d) if strings_grow && d.strtab.len() > COPY_DYNSTR_MAX => {
-                img.growable().is_none().then(|| img.vaddr_to_off(d.strtab_vaddr, 1)).flatten()
+                img.growable().is_none().then_some(d.strtab_vaddr)
             }
             _ => None,
         };
@@ -375,16 +386,25 @@ pub fn edit_bytes(data: &[u8], edits: &Edits) -> Result<Vec<u8>> {
         if !p.added.is_empty() {
             let seg = seg.unwrap();
             let sp = img.phdrs[seg];
-            let inside = strtab_vaddr >= sp.vaddr && strtab_vaddr < sp.vaddr + sp.filesz;
-            let (base_vaddr, base) = if inside {
-                // Extend the table in place: new strings at the end.
+            // The table's bytes, when the added segment maps them (it was
+            // put there by an earlier edit, or maps the file from it).
+            let mapped = img
+                .vaddr_to_off(strtab_vaddr, d.strtab.len() as u64)
+                .filter(|&o| o >= sp.offset && o < sp.file_end())
+                .map(|o| o - sp.offset + sp.vaddr);
+            let (base_vaddr, base) = if let Some(at) = mapped {
+                // Extend the table where it is: new strings at the end.
                 let (_, v) = img.append(seg, &p.added, 1);
-                (strtab_vaddr, v - strtab_vaddr)
+                (at, v - at)
             } else {
                 let mut bytes = d.strtab.clone();
                 let base = bytes.len() as u64;
                 bytes.extend_from_slice(&p.added);
                 let (_, v) = img.append(seg, &bytes, 1);
+                if let Some(o) = img.vaddr_to_off(strtab_vaddr, d.strtab.len() as u64) {
+                    // Nothing refers to the old copy any more.
+                    img.data[o as usize..o as usize + d.strtab.len()].fill(0);
+                }
                 (v, base)
             };
             let size = base + p.added.len() as u64;
@@ -404,7 +424,9 @@ pub fn edit_bytes(data: &[u8], edits: &Edits) -> Result<Vec<u8>> {
                 }
             }
             if let Some(si) = img.find_section(".dynstr") {
-                let off = img.vaddr_to_off(base_vaddr, size).context("the new string table")?;
+                let off = img
+                    .vaddr_to_off(base_vaddr, size)
+                    .context("the new string table")?;
                 let sh = &mut img.shdrs[si];
                 sh.offset = off;
                 sh.addr = base_vaddr;
@@ -417,7 +439,8 @@ pub fn edit_bytes(data: &[u8], edits: &Edits) -> Result<Vec<u8>> {
             bytes.extend_from_slice(&f.dyn_bytes(*t, *v));
         }
         let (off, vaddr, size) = if p.dyns.len() < d.entries.len() {
-            let (off, vaddr, size) = d.place;
+            // (Read again: making room may have shifted the file.)
+            let (off, vaddr, size) = img.dynamic_place().context("the dynamic section")?;
             bytes.resize(size as usize, 0);
             img.data[off as usize..(off + size) as usize].copy_from_slice(&bytes);
             (off, vaddr, size)
@@ -487,7 +510,6 @@ fn plan_dynamic(img: &Image, d: &Dynamic, edits: &Edits) -> Result<Plan> {
     if let Some(op) = edits.rpath_edit() {
         let runpath = d.string(DT_RUNPATH);
         let old = runpath.clone().or_else(|| d.string(DT_RPATH));
-        let has_rpath = d.tag(DT_RPATH).is_some();
         let new = match &op {
             RpathEdit::Remove => None,
             RpathEdit::Set(s) => Some(s.clone()),
@@ -509,18 +531,22 @@ fn plan_dynamic(img: &Image, d: &Dynamic, edits: &Edits) -> Result<Plan> {
         if removing {
             dyns.retain(|(t, _)| *t != DT_RPATH && *t != DT_RUNPATH);
         } else if let Some(new) = new {
-            // patchelf: DT_RUNPATH unless --force-rpath (or an RPATH-only
-            // file was kept as is by --shrink-rpath).
-            let tag = if edits.force_rpath || (has_rpath && runpath.is_none() && unchanged) {
+            // patchelf: DT_RUNPATH unless --force-rpath, converting either.
+            let tag = if edits.force_rpath {
                 DT_RPATH
             } else {
                 DT_RUNPATH
             };
-            let off = match dyns.iter().find(|(t, _)| *t == DT_RUNPATH || *t == DT_RPATH) {
+            let off = match dyns
+                .iter()
+                .find(|(t, _)| *t == DT_RUNPATH || *t == DT_RPATH)
+            {
                 Some(e) if unchanged => e.1,
                 _ => strings.add(&new),
             };
-            let at = dyns.iter().position(|(t, _)| *t == DT_RUNPATH || *t == DT_RPATH);
+            let at = dyns
+                .iter()
+                .position(|(t, _)| *t == DT_RUNPATH || *t == DT_RPATH);
             dyns.retain(|(t, _)| *t != DT_RPATH && *t != DT_RUNPATH);
             match at {
                 Some(i) => dyns.insert(i.min(dyns.len()), (tag, off)),
@@ -648,7 +674,11 @@ fn set_execstack(img: &mut Image, x: bool) -> Result<()> {
     let flags = layout::PF_R | layout::PF_W | if x { layout::PF_X } else { 0 };
     if let Some(i) = img.find_phdr(layout::PT_GNU_STACK) {
         let p = &mut img.phdrs[i];
-        p.flags = if x { p.flags | layout::PF_X } else { p.flags & !layout::PF_X };
+        p.flags = if x {
+            p.flags | layout::PF_X
+        } else {
+            p.flags & !layout::PF_X
+        };
         return Ok(());
     }
     let stack = raw::Phdr {

@@ -32,9 +32,6 @@ impl Fmt {
         Ok(Fmt { is64, be })
     }
 
-    pub fn ehdr_size(self) -> u64 {
-        if self.is64 { 64 } else { 52 }
-    }
     pub fn phent(self) -> u64 {
         if self.is64 { 56 } else { 32 }
     }
@@ -83,15 +80,27 @@ impl Fmt {
     }
 
     pub fn put16(self, d: &mut [u8], o: u64, v: u16) {
-        let b = if self.be { v.to_be_bytes() } else { v.to_le_bytes() };
+        let b = if self.be {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        };
         d[o as usize..o as usize + 2].copy_from_slice(&b);
     }
     pub fn put32(self, d: &mut [u8], o: u64, v: u32) {
-        let b = if self.be { v.to_be_bytes() } else { v.to_le_bytes() };
+        let b = if self.be {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        };
         d[o as usize..o as usize + 4].copy_from_slice(&b);
     }
     pub fn put64(self, d: &mut [u8], o: u64, v: u64) {
-        let b = if self.be { v.to_be_bytes() } else { v.to_le_bytes() };
+        let b = if self.be {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        };
         d[o as usize..o as usize + 8].copy_from_slice(&b);
     }
     pub fn put_addr(self, d: &mut [u8], o: u64, v: u64) {
