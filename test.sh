@@ -33,6 +33,7 @@ command -v cargo >/dev/null || { echo "test.sh: cargo not found (install Rust fi
 #                                its Debian config, initdb traced as another user, java's
 #                                libjvm.so, ssh-keygen writing a key under --test, perl -MPOSIX
 #   docker-registry apache2-utils  a real registry for --push (htpasswd -B for its auth)
+#   g++-aarch64-linux-gnu qemu-user-static  --sysroot: an arm64 C++ hello, run through binfmt_misc
 PACKAGES=(
   gcc g++ libc6-dev binutils make ca-certificates
   curl git sqlite3 openssl libc-bin
@@ -42,6 +43,7 @@ PACKAGES=(
   golang-go python3 tzdata locales
   nginx postgresql-15 openjdk-17-jre-headless openssh-client perl
   docker-registry apache2-utils
+  g++-aarch64-linux-gnu qemu-user-static
 )
 
 missing=()

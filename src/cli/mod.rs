@@ -65,6 +65,10 @@ struct CollectArgs {
     /// gconv modules for iconv: "all", "none" or a comma-separated list of charsets.
     #[arg(long, value_name = "SPEC", default_value = "none")]
     gconv: Gconv,
+    /// Resolve, copy and patch from another system's root (e.g. an arm64 Debian made with dpkg-deb -x or
+    /// mmdebstrap); programs are named by their path inside it. Repeat with --oci/--push for a multi-platform image.
+    #[arg(long, value_name = "DIR")]
+    sysroot: Vec<PathBuf>,
     #[command(flatten)]
     extras: crate::collect::ExtraArgs,
 }
@@ -190,6 +194,19 @@ fn collect_programs(
     args: &CollectArgs,
     trailing: &[String],
 ) -> Result<(Resolver, Collection, String)> {
+    match args.sysroot.as_slice() {
+        [] => collect_in(programs, args, trailing, None),
+        [one] => collect_in(programs, args, trailing, Some(one)),
+        _ => bail!("several --sysroot: only --oci and --push make one image of several systems"),
+    }
+}
+
+fn collect_in(
+    programs: &[PathBuf],
+    args: &CollectArgs,
+    trailing: &[String],
+    sysroot: Option<&Path>,
+) -> Result<(Resolver, Collection, String)> {
     let nsswitch = match &args.nsswitch {
         Some(f) => {
             std::fs::read_to_string(f).with_context(|| format!("{}: cannot read", f.display()))?
@@ -202,7 +219,10 @@ fn collect_programs(
         search_path: crate::emit::oci::DEFAULT_PATH.to_string(),
         extras: args.extras.options(trailing)?,
     };
-    let mut resolver = Resolver::new()?;
+    let mut resolver = match sysroot {
+        Some(root) => Resolver::with_root(root)?,
+        None => Resolver::new()?,
+    };
     let col = collect::collect(&mut resolver, programs, &opts)?;
     Ok((resolver, col, nsswitch))
 }
@@ -274,6 +294,14 @@ fn pack(a: &PackArgs) -> Result<()> {
         );
     }
     let (resolver, col, nsswitch) = collect_programs(&a.programs, &a.collect, &a.args)?;
+    let machine = resolver.caps.machine;
+    if single.is_some() && machine != goblin::elf::header::EM_X86_64 {
+        bail!(
+            "a single file for {} needs a launcher built for it, and this elfpack has only the x86-64 one \
+             (no aarch64 Rust target here): use --rootfs, -o NAME.tar, --oci, --push or --prefix",
+            crate::elf::machine_name(true, machine)
+        );
+    }
     let opts = RootfsOptions {
         install_to: a.install_to.clone(),
         scratch_etc: !a.no_etc,
@@ -416,7 +444,7 @@ fn pack(a: &PackArgs) -> Result<()> {
             user: a.image.user.clone(),
             workdir: a.image.workdir.clone(),
         };
-        let set = emit::oci::build(&[(&plan, emit::oci::Platform::default())], &cfg)?;
+        let set = emit::oci::build(&[(&plan, emit::oci::Platform::of(machine)?)], &cfg)?;
         use emit::oci::Destination as _;
         if let Some(o) = &a.oci {
             emit::oci::Archive {

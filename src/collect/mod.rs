@@ -34,6 +34,9 @@ pub struct Collection {
     pub warnings: Vec<String>,
     /// Files from --trace, --add, --ca-certs, --tzdata, --locale.
     pub extras: crate::collect::extras::Extras,
+    /// The system the closures' paths are inside (`/`, or `--sysroot`);
+    /// see [`crate::loader::root`].
+    pub root: PathBuf,
 }
 
 /// Scripts may name a script as interpreter; the kernel allows a few levels.
@@ -44,9 +47,31 @@ pub fn collect(
     programs: &[PathBuf],
     opts: &Options,
 ) -> Result<Collection> {
-    let mut out = Collection::default();
+    let mut out = Collection {
+        root: resolver.root().to_path_buf(),
+        ..Default::default()
+    };
     for p in programs {
-        let path = absolute_program(p)?;
+        let path = if out.root == Path::new("/") {
+            absolute_program(p)?
+        } else {
+            // A program of another system is named by its path there.
+            if !p.is_absolute() {
+                bail!(
+                    "{}: with --sysroot, name the program by its absolute path inside {}",
+                    p.display(),
+                    out.root.display()
+                );
+            }
+            absolute_program(&resolver.host_path(p)).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: in --sysroot {}: {e:#}",
+                    p.display(),
+                    out.root.display()
+                )
+            })?;
+            p.clone()
+        };
         let shebang = add_executable(resolver, &path, opts, &mut out, 0)?;
         out.programs.push(Program { path, shebang });
     }
@@ -69,7 +94,7 @@ fn add_executable(
     if depth > MAX_INTERPRETER_DEPTH {
         bail!("{}: too many levels of #! interpreters", path.display());
     }
-    if let Some(sb) = script::read_shebang(path, &opts.search_path)? {
+    if let Some(sb) = script::read_shebang(&resolver.host_path(path), &opts.search_path)? {
         out.data_files.push(path.to_path_buf());
         add_executable(resolver, &sb.interpreter, opts, out, depth + 1)
             .with_context(|| format!("{}: its #! interpreter", path.display()))?;

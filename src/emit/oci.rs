@@ -90,6 +90,18 @@ impl Default for Platform {
 }
 
 impl Platform {
+    /// The OCI platform of an ELF machine (`e_machine`).
+    pub fn of(machine: u16) -> Result<Platform> {
+        match machine {
+            goblin::elf::header::EM_X86_64 => Ok(Platform::default()),
+            goblin::elf::header::EM_AARCH64 => Ok(Platform {
+                architecture: Arch::ARM64,
+                variant: Some("v8".into()),
+            }),
+            m => anyhow::bail!("no OCI platform for ELF machine {m}"),
+        }
+    }
+
     fn descriptor_platform(&self) -> Result<oci_spec::image::Platform> {
         let mut b = PlatformBuilder::default()
             .architecture(self.architecture.clone())

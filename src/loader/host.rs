@@ -25,6 +25,10 @@ pub struct HostCaps {
     pub system_dirs: Vec<&'static str>,
     /// The loader's default PT_INTERP, used for shared libraries given alone.
     pub default_interpreter: &'static str,
+    /// The ELF machine (`e_machine`) this loader runs.
+    pub machine: u16,
+    /// ld.so.cache flags of this machine's 64-bit libraries.
+    pub cache_flags: i32,
 }
 
 impl HostCaps {
@@ -66,6 +70,47 @@ impl HostCaps {
                 "/usr/lib",
             ],
             default_interpreter: "/lib64/ld-linux-x86-64.so.2",
+            machine: goblin::elf::header::EM_X86_64,
+            cache_flags: crate::loader::ldcache::X86_64_LIBC6,
+        }
+    }
+
+    /// The loader of another machine's system (`--sysroot`): x86-64 (this
+    /// CPU's view) or aarch64 as glibc 2.36 on Debian sets it up (`ld.so
+    /// --help` under qemu: no glibc-hwcaps subdirectories; legacy
+    /// subdirectories from AT_PLATFORM `aarch64`, `tls` and the `atomics`
+    /// hwcap, probed as every subset, `tls` first).
+    pub fn for_machine(machine: u16) -> Option<Self> {
+        match machine {
+            goblin::elf::header::EM_X86_64 => Some(Self::detect()),
+            goblin::elf::header::EM_AARCH64 => Some(HostCaps {
+                hwcaps: Vec::new(),
+                subdirs: [
+                    "tls/aarch64/atomics",
+                    "tls/aarch64",
+                    "tls/atomics",
+                    "tls",
+                    "aarch64/atomics",
+                    "aarch64",
+                    "atomics",
+                    "",
+                ]
+                .map(String::from)
+                .to_vec(),
+                platform: "aarch64".into(),
+                lib: "lib/aarch64-linux-gnu",
+                system_dirs: vec![
+                    "/lib/aarch64-linux-gnu",
+                    "/usr/lib/aarch64-linux-gnu",
+                    "/lib",
+                    "/usr/lib",
+                ],
+                default_interpreter: "/lib/ld-linux-aarch64.so.1",
+                machine,
+                // FLAG_AARCH64_LIB64 | FLAG_ELF_LIBC6 (glibc's ldconfig.h).
+                cache_flags: 0x0a03,
+            }),
+            _ => None,
         }
     }
 

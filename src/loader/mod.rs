@@ -5,9 +5,11 @@
 //! glibc's own search rules (DT_RPATH, LD_LIBRARY_PATH, DT_RUNPATH,
 //! `/etc/ld.so.cache`, default dirs, glibc-hwcaps). Never runs `ldd` or the
 //! program: [`host`] and [`ldcache`]/[`ldconf`] read the facts the real
-//! loader reads, so the result is the same on any host.
+//! loader reads, so the result is the same on any host. With [`root`], the
+//! system is another one's root directory (`--sysroot`), for its machine.
 
 pub mod host;
 pub mod ldcache;
 pub mod ldconf;
 pub mod resolve;
+pub mod root;

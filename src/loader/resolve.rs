@@ -29,7 +29,7 @@ use anyhow::{Context, Result, anyhow, bail};
 
 use crate::elf::{self, ElfInfo, Kind, NotElf};
 use crate::loader::host::HostCaps;
-use crate::loader::ldcache::{self, LdCache};
+use crate::loader::ldcache::LdCache;
 
 /// How an object came to be loaded; shown by `elfpack deps`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +151,12 @@ impl Closure {
 /// resolving thousands of programs stays fast.
 pub struct Resolver {
     pub caps: HostCaps,
+    /// The system resolved in: `/`, or another system's root (`--sysroot`),
+    /// whose machine is taken from the first program.
+    root: PathBuf,
+    /// Without an ld.so.cache in a sysroot: the directories its ld.so.conf
+    /// names, searched where the cache would be (what ldconfig would index).
+    conf_dirs: Vec<String>,
     cache: LdCache,
     elf_cache: HashMap<PathBuf, Result<Arc<ElfInfo>, String>>,
     dir_cache: HashMap<PathBuf, bool>,
@@ -172,9 +178,56 @@ impl Resolver {
         ))?))
     }
 
+    /// Resolves inside another system's root: its ld.so.cache when it has
+    /// one, else the directories its ld.so.conf (or ld.so.conf.d) names,
+    /// then the default directories of the programs' machine.
+    pub fn with_root(root: &Path) -> Result<Self> {
+        let meta = std::fs::metadata(root)
+            .with_context(|| format!("--sysroot {}: cannot use", root.display()))?;
+        if !meta.is_dir() {
+            bail!("--sysroot {}: is not a directory", root.display());
+        }
+        let root = std::fs::canonicalize(root)?;
+        let cache_file = crate::loader::root::in_root(&root, Path::new("/etc/ld.so.cache"));
+        let mut r = Self::with_cache(LdCache::load(&cache_file)?);
+        if r.cache.is_empty() {
+            let conf = crate::loader::root::in_root(&root, Path::new("/etc/ld.so.conf"));
+            let mut dirs = crate::loader::ldconf::dirs(&conf);
+            if !conf.exists() {
+                let d = crate::loader::root::in_root(&root, Path::new("/etc/ld.so.conf.d"));
+                let mut confs: Vec<PathBuf> = std::fs::read_dir(d)
+                    .map(|e| e.flatten().map(|e| e.path()).collect())
+                    .unwrap_or_default();
+                confs.retain(|p| p.extension().is_some_and(|e| e == "conf"));
+                confs.sort();
+                for c in confs {
+                    dirs.extend(crate::loader::ldconf::dirs(&c));
+                }
+            }
+            r.conf_dirs = dirs
+                .into_iter()
+                .map(|(d, _)| d.display().to_string())
+                .collect();
+        }
+        r.root = root;
+        Ok(r)
+    }
+
+    /// The root resolved in (`/` unless `--sysroot`).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the file at `path` inside the root is on this host.
+    pub fn host_path(&self, path: &Path) -> PathBuf {
+        crate::loader::root::in_root(&self.root, path)
+    }
+
     pub fn with_cache(cache: LdCache) -> Self {
         Resolver {
             caps: HostCaps::detect(),
+            root: PathBuf::from("/"),
+            conf_dirs: Vec::new(),
             cache,
             elf_cache: HashMap::new(),
             dir_cache: HashMap::new(),
@@ -191,7 +244,7 @@ impl Resolver {
         if let Some(r) = self.elf_cache.get(path) {
             return r.clone().map_err(|e| anyhow!(e));
         }
-        let r = elf::read(path).map(Arc::new);
+        let r = elf::read(&self.host_path(path)).map(Arc::new);
         let stored = match &r {
             Ok(i) => Ok(i.clone()),
             Err(e) if e.root_cause().downcast_ref::<NotElf>().is_some() => Err(format!("{e:#}")),
@@ -205,14 +258,8 @@ impl Resolver {
     /// The closure of the ELF program at `program` (an absolute path).
     pub fn resolve(&mut self, program: &Path) -> Result<Closure> {
         let info = self.read_elf(program)?;
-        if !info.matches(true, goblin::elf::header::EM_X86_64) {
-            bail!(
-                "{}: wrong architecture: the program is for {}, elfpack packs for x86-64",
-                program.display(),
-                info.machine_name()
-            );
-        }
-        let program_id = file_id(program)?;
+        self.target(&info, program)?;
+        let program_id = file_id(&self.host_path(program))?;
         let mut c = Closure {
             objects: vec![Object {
                 name: program.display().to_string(),
@@ -253,7 +300,7 @@ impl Resolver {
         }
         c.objects.push(Object {
             name: interp_path,
-            id: file_id(&interp)?,
+            id: file_id(&self.host_path(&interp))?,
             path: interp,
             info: interp_info,
             loader: None,
@@ -291,6 +338,36 @@ impl Resolver {
             }
         }
         None
+    }
+
+    /// Checks the program's machine: x86-64 on this host; in a sysroot, the
+    /// first program's machine (x86-64 or aarch64) is the system's.
+    fn target(&mut self, info: &ElfInfo, program: &Path) -> Result<()> {
+        if info.matches(true, self.caps.machine) {
+            return Ok(());
+        }
+        let sysroot = self.root != Path::new("/");
+        if sysroot
+            && self.elf_cache.len() <= 1
+            && info.class64
+            && let Some(caps) = HostCaps::for_machine(info.machine)
+        {
+            self.caps = caps;
+            return Ok(());
+        }
+        let machine = crate::elf::machine_name(true, self.caps.machine);
+        if sysroot {
+            bail!(
+                "{}: wrong architecture: the program is for {}, elfpack packs x86-64 and aarch64, one machine per --sysroot ({machine} here)",
+                program.display(),
+                info.machine_name()
+            );
+        }
+        bail!(
+            "{}: wrong architecture: the program is for {}, elfpack packs for {machine} (--sysroot DIR packs another machine's system)",
+            program.display(),
+            info.machine_name()
+        )
     }
 
     /// Breadth-first mapping of DT_NEEDED from object `start` on, as
@@ -374,7 +451,7 @@ impl Resolver {
                 main.machine_name()
             );
         }
-        let id = file_id(&path)?;
+        let id = file_id(&self.host_path(&path))?;
         if let Some(idx) = c.objects.iter().position(|o| o.id == id) {
             c.objects[idx].needed_by.push(loader);
             return Ok(idx);
@@ -454,7 +531,7 @@ impl Resolver {
             }
         }
         let flags = if c.objects[0].info.class64 {
-            ldcache::X86_64_LIBC6
+            self.caps.cache_flags
         } else {
             0x0003
         };
@@ -475,6 +552,13 @@ impl Resolver {
                 return Ok((p, info, Via::Cache, sub));
             }
         }
+        if !self.conf_dirs.is_empty() && !req.info.nodeflib {
+            let dirs = self.conf_dirs.clone();
+            searched.push(format!("ld.so.conf dirs ({})", dirs.join(":")));
+            if let Some((p, info, sub)) = self.probe_dirs(&dirs, name, subdirs)? {
+                return Ok((p, info, Via::Cache, sub));
+            }
+        }
         if !req.info.nodeflib {
             let dirs: Vec<String> = self
                 .caps
@@ -487,10 +571,11 @@ impl Resolver {
                 return Ok((p, info, Via::DefaultDirs, sub));
             }
         }
-        let stale_cache = crate::loader::ldconf::dirs(Path::new("/etc/ld.so.conf"))
-            .into_iter()
-            .find(|(d, _)| d.join(name).is_file())
-            .map(|(d, conf)| (d.join(name), conf));
+        let stale_cache =
+            crate::loader::ldconf::dirs(&self.host_path(Path::new("/etc/ld.so.conf")))
+                .into_iter()
+                .find(|(d, _)| self.host_path(&d.join(name)).is_file())
+                .map(|(d, conf)| (d.join(name), conf));
         Err(anyhow!(NotFound {
             name: name.to_string(),
             needed_by: req.path.clone(),
@@ -533,7 +618,7 @@ impl Resolver {
     }
 
     fn probe_file(&mut self, path: PathBuf) -> Result<Probe> {
-        match std::fs::metadata(&path) {
+        match std::fs::metadata(self.host_path(&path)) {
             Err(_) => return Ok(Probe::Missing),
             Ok(m) if m.is_dir() => return Ok(Probe::Missing),
             Ok(_) => {}
@@ -541,7 +626,7 @@ impl Resolver {
         match self.read_elf(&path) {
             Ok(info) => {
                 let host64 = cfg!(target_pointer_width = "64");
-                if info.class64 == host64 && info.machine == goblin::elf::header::EM_X86_64 {
+                if info.class64 == host64 && info.machine == self.caps.machine {
                     Ok(Probe::Found(path, info))
                 } else {
                     Ok(Probe::WrongClass)
@@ -558,7 +643,7 @@ impl Resolver {
         if let Some(&b) = self.dir_cache.get(d) {
             return b;
         }
-        let b = d.is_dir();
+        let b = self.host_path(d).is_dir();
         self.dir_cache.insert(d.to_path_buf(), b);
         b
     }
@@ -604,7 +689,7 @@ impl Resolver {
                 (&after[..end], end)
             };
             match token {
-                "ORIGIN" => out.push_str(&origin_of(obj)?),
+                "ORIGIN" => out.push_str(&origin_of(obj, &self.root)?),
                 "LIB" => out.push_str(self.caps.lib),
                 "PLATFORM" => out.push_str(&self.caps.platform),
                 _ => {
@@ -622,8 +707,12 @@ impl Resolver {
 
 /// `$ORIGIN`: the directory of the path an object was opened by; for the
 /// program, of its real path (the kernel's /proc/self/exe).
-fn origin_of(obj: &Object) -> Option<String> {
-    let p = if obj.via == Via::Program {
+fn origin_of(obj: &Object, root: &Path) -> Option<String> {
+    let p = if obj.via == Via::Program && root != Path::new("/") {
+        // The real path inside the root, as /proc/self/exe is there.
+        let host = crate::loader::root::in_root(root, &obj.path);
+        Path::new("/").join(host.strip_prefix(root).ok()?)
+    } else if obj.via == Via::Program {
         std::fs::canonicalize(&obj.path).ok()?
     } else if obj.path.is_absolute() {
         obj.path.clone()

@@ -54,7 +54,10 @@ impl RootfsOptions {
 }
 
 pub fn rootfs_plan(col: &Collection, cache: &LdCache, opts: &RootfsOptions) -> Result<Plan> {
-    let mut plan = Plan::default();
+    let mut plan = Plan {
+        root: col.root.clone(),
+        ..Plan::default()
+    };
     for c in &col.closures {
         for o in c.objects[1..].iter().filter(|o| !opts.excludes(o)) {
             plan.add_host_path(&o.path)?;
@@ -72,7 +75,7 @@ pub fn rootfs_plan(col: &Collection, cache: &LdCache, opts: &RootfsOptions) -> R
             None => {
                 plan.add_host_path(&prog.path)?;
             }
-            Some(dest) => plan.add_file_as(&prog.path, dest)?,
+            Some(dest) => plan.add_file_as(&plan.host(&prog.path), dest)?,
         }
     }
     // Interpreters and env targets of scripts are closures without a
@@ -141,7 +144,10 @@ pub const C_RUNTIME_LIBS: &[&str] = &[
 /// get the same (an `--exclude`d library, a libc from an RPATH) only change
 /// which bytes the layer holds, never what the image contains.
 fn mark_c_runtime(plan: &mut Plan, col: &Collection, opts: &RootfsOptions) -> Result<()> {
-    let mut base = Plan::default();
+    let mut base = Plan {
+        root: plan.root.clone(),
+        ..Plan::default()
+    };
     for c in &col.closures {
         let Some(libc) = c.objects.iter().find(|o| o.name == "libc.so.6") else {
             continue;
@@ -156,7 +162,7 @@ fn mark_c_runtime(plan: &mut Plan, col: &Collection, opts: &RootfsOptions) -> Re
         for name in C_RUNTIME_LIBS {
             let excluded = opts.exclude.iter().any(|p| p.matches(name));
             let path = dir.join(name);
-            if !excluded && path.exists() {
+            if !excluded && plan.host(&path).exists() {
                 base.add_host_path(&path)?;
             }
         }

@@ -55,6 +55,9 @@ pub struct Plan {
     /// program packed from one system, so registries and hosts store them
     /// once. Image emitters write them as their own layer; see [`Plan::layers`].
     pub shared: BTreeSet<PathBuf>,
+    /// The system host paths are read from: empty or `/`, or a `--sysroot`
+    /// (paths stay those inside it; see [`crate::loader::root`]).
+    pub root: PathBuf,
 }
 
 /// Symlinks followed while materialising one path, as in the kernel (ELOOP).
@@ -75,7 +78,20 @@ impl Plan {
         self.add_host(path, true)
     }
 
+    /// Where `path` inside [`Plan::root`] is on this host.
+    pub fn host(&self, path: &Path) -> PathBuf {
+        crate::loader::root::in_root(&self.root, path)
+    }
+
     fn add_host(&mut self, path: &Path, want_dir: bool) -> Result<PathBuf> {
+        let root = self.root.clone();
+        let in_root = |p: &Path| -> PathBuf {
+            if root.as_os_str().is_empty() || root == Path::new("/") {
+                p.to_path_buf()
+            } else {
+                root.join(p.strip_prefix("/").unwrap_or(p))
+            }
+        };
         if !path.is_absolute() {
             bail!(
                 "{}: internal error: plan paths must be absolute",
@@ -91,8 +107,9 @@ impl Plan {
                 continue;
             }
             let next = cur.join(&comp);
-            let meta = std::fs::symlink_metadata(&next)
-                .with_context(|| format!("{}: cannot stat", next.display()))?;
+            let host = in_root(&next);
+            let meta = std::fs::symlink_metadata(&host)
+                .with_context(|| format!("{}: cannot stat", host.display()))?;
             if meta.file_type().is_symlink() {
                 hops += 1;
                 if hops > MAX_SYMLINKS {
@@ -101,8 +118,8 @@ impl Plan {
                         path.display()
                     );
                 }
-                let target = std::fs::read_link(&next)
-                    .with_context(|| format!("{}: cannot read link", next.display()))?;
+                let target = std::fs::read_link(&host)
+                    .with_context(|| format!("{}: cannot read link", host.display()))?;
                 let rel = if target.is_absolute() {
                     relative_to(&cur, &target)
                 } else {
@@ -133,7 +150,7 @@ impl Plan {
                 self.insert(
                     &next,
                     Node::File {
-                        src: next.clone(),
+                        src: host.clone(),
                         mode,
                         size: meta.len(),
                     },

@@ -64,7 +64,10 @@ pub fn prefix_plan(col: &Collection, prefix: &Path) -> Result<Plan> {
     }
     let lib = prefix.join("lib");
     let bin = prefix.join("bin");
-    let mut plan = Plan::default();
+    let mut plan = Plan {
+        root: col.root.clone(),
+        ..Plan::default()
+    };
     plan.add_dir(&lib, 0o755)?;
     plan.add_dir(&bin, 0o755)?;
     for c in &col.closures {
@@ -75,14 +78,14 @@ pub fn prefix_plan(col: &Collection, prefix: &Path) -> Result<Plan> {
             .filter(|o| !o.path.starts_with(crate::collect::runtime::GCONV_DIR))
         {
             let dest = lib.join(o.lib_name()?);
-            let data = std::fs::read(&o.path)
+            let data = std::fs::read(plan.host(&o.path))
                 .with_context(|| format!("{}: cannot read", o.path.display()))?;
             let bytes = without_rpath(data, &o.info, &o.path)?;
             add_unique(&mut plan, &dest, bytes, 0o755, &o.path)?;
         }
         let prog = c.program();
         let name = file_name(&prog.path)?;
-        let data = std::fs::read(&prog.path)
+        let data = std::fs::read(plan.host(&prog.path))
             .with_context(|| format!("{}: cannot read", prog.path.display()))?;
         let bytes = match interp {
             Some(i) => to_bundled_loader(&data, Path::new(&file_name(&i.path)?), &lib, &prog.path)?,
