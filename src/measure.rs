@@ -117,7 +117,12 @@ fn member_key(path: &Path, node: &Node, mtime: u64) -> Option<String> {
     ))
 }
 
-/// `<cache dir>/elfpack/layer-members-<version>`: lines `key<TAB>size`.
+/// `<cache dir>/elfpack-packer/layer-members-<version>`: lines
+/// `key<TAB>size`. Not in `<cache dir>/elfpack`, the launcher's, which must
+/// stay private to it (a directory made here with the umask's mode was
+/// refused by the launcher for ever). The directory and file are private
+/// (keys name host paths); past [`SizeCache::MAX`] lines the file starts
+/// over.
 #[derive(Default)]
 struct SizeCache {
     path: Option<PathBuf>,
@@ -131,7 +136,7 @@ impl SizeCache {
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")));
         let Some(path) = dir.map(|d| {
-            d.join("elfpack")
+            d.join("elfpack-packer")
                 .join(concat!("layer-members-", env!("CARGO_PKG_VERSION")))
         }) else {
             return Self::default();
@@ -149,6 +154,8 @@ impl SizeCache {
         }
     }
 
+    const MAX: usize = 20_000;
+
     fn add(&mut self, key: String, size: u64) {
         self.new.push((key, size));
     }
@@ -163,10 +170,18 @@ impl SizeCache {
             .iter()
             .map(|(k, v)| format!("{k}\t{v}\n"))
             .collect();
-        let _ = std::fs::create_dir_all(path.parent().unwrap_or(Path::new("/")));
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path.parent().unwrap_or(Path::new("/")));
+        let full = self.sizes.len() + self.new.len() > Self::MAX;
         if let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
-            .append(true)
+            .append(!full)
+            .write(true)
+            .truncate(full)
+            .mode(0o600)
             .open(path)
         {
             use std::io::Write;

@@ -34,6 +34,13 @@ global_asm!(
     "and rsp, -16",
     "call stub_main",
     "ud2",
+    // A program header for the packer to turn into the PT_LOAD that maps
+    // the payload (see PAYLOAD_VADDR): this note's PT_NOTE.
+    ".section .note.elfpack,\"aR\",@note",
+    ".balign 4",
+    ".long 8, 0, 1",
+    ".asciz \"elfpack\"",
+    ".text",
 );
 
 #[panic_handler]
@@ -51,6 +58,7 @@ const AT_EXECFN: usize = 31;
 const PATH_MAX: usize = 4096;
 
 /// A NUL-terminated path under construction.
+#[derive(Clone)]
 struct Path {
     buf: [u8; PATH_MAX],
     len: usize,
@@ -165,6 +173,14 @@ struct Trailer {
     key: [u8; 32],
 }
 
+/// Where the packer maps the file from its payload on (`PT_LOAD`, see
+/// elfpack's `format::PAYLOAD_VADDR`): file offset X is at this address + X.
+/// The kernel maps it at exec, so an execute-only (0711) file, which this
+/// process may not open, still reads its payload.
+const PAYLOAD_VADDR: u64 = 1 << 40;
+const AT_PHDR: usize = 3;
+const AT_PHNUM: usize = 5;
+
 #[unsafe(no_mangle)]
 unsafe extern "C" fn stub_main(sp: *const usize) -> ! {
     let argc = unsafe { *sp };
@@ -177,47 +193,52 @@ unsafe extern "C" fn stub_main(sp: *const usize) -> ! {
     };
     ctx.debug = ctx.getenv(b"ELFPACK_DEBUG") == Some(b"1");
     // The auxiliary vector follows the environment.
-    let mut p = envp;
-    unsafe {
-        while !(*p).is_null() {
-            p = p.add(1);
-        }
-    }
-    let mut aux = unsafe { p.add(1) } as *const usize;
+    let mut aux = unsafe { envp.add(env::count(envp) + 1) } as *const usize;
     let mut execfn: Option<&[u8]> = None;
+    let (mut phdr, mut phnum) = (0usize, 0usize);
     unsafe {
         while *aux != 0 {
-            if *aux == AT_EXECFN {
-                execfn = Some(cstr(*aux.add(1) as *const u8));
+            let v = *aux.add(1);
+            match *aux {
+                AT_EXECFN => execfn = Some(cstr(v as *const u8)),
+                AT_PHDR => phdr = v,
+                AT_PHNUM => phnum = v,
+                _ => {}
             }
             aux = aux.add(2);
         }
     }
     let mut me = Path::new();
-    match execfn {
-        Some(f) => me.push(f),
-        None => me.push(b"/proc/self/exe"),
-    };
+    me.push(execfn.unwrap_or(b"/proc/self/exe"));
     ctx.say(&[b"running from ", me.bytes()]);
-    let fd = open(me.c(), O_RDONLY | O_CLOEXEC, 0);
-    let fd = if fd < 0 {
-        open(b"/proc/self/exe\0", O_RDONLY | O_CLOEXEC, 0)
-    } else {
-        fd
-    };
-    if fd < 0 {
-        die(&[
-            b"cannot open my own file ",
-            me.bytes(),
-            b" (nor /proc/self/exe)",
-        ]);
+    // The segment the packer added: (file offset, length).
+    let mut seg = None;
+    for i in 0..phnum {
+        let ph = unsafe { core::slice::from_raw_parts((phdr + 56 * i) as *const u8, 56) };
+        if u32_at(ph, 0) == 1 && u64_at(ph, 16) >= PAYLOAD_VADDR {
+            seg = Some((u64_at(ph, 8), u64_at(ph, 32)));
+        }
     }
-    let size = fstat_size(fd).unwrap_or(0);
-    let mut t = [0u8; TRAILER];
-    if size < TRAILER as u64
-        || pread(fd, &mut t, size - TRAILER as u64) != TRAILER as isize
-        || &t[..8] != MAGIC
-    {
+    // Reading past the end of the file would be SIGBUS: its size first
+    // (stat needs no read permission).
+    let size = stat(me.c())
+        .or_else(|_| stat(b"/proc/self/exe\0"))
+        .map(|s| s.size)
+        .unwrap_or_else(|_| die(&[b"cannot find my own file ", me.bytes()]));
+    let whole = match seg {
+        Some((off, len))
+            if off.checked_add(len) == Some(size) && len >= TRAILER as u64 =>
+        unsafe {
+            core::slice::from_raw_parts((PAYLOAD_VADDR + off) as *const u8, len as usize)
+        }
+        _ => die(&[
+            me.bytes(),
+            b": no elfpack payload: the file is truncated or not a packed program",
+        ]),
+    };
+    let off = size - whole.len() as u64;
+    let t = &whole[whole.len() - TRAILER..];
+    if &t[..8] != MAGIC {
         die(&[
             me.bytes(),
             b": no elfpack trailer: the file is truncated or not a packed program",
@@ -230,28 +251,43 @@ unsafe extern "C" fn stub_main(sp: *const usize) -> ! {
         key[2 * i + 1] = HEX[(t[48 + i] & 15) as usize];
     }
     let tr = Trailer {
-        payload_off: u64_at(&t, 8),
-        payload_len: u64_at(&t, 16),
-        raw_len: u64_at(&t, 24),
-        codec: u32_at(&t, 32),
-        chunks: u32_at(&t, 36),
-        table_hash: u64_at(&t, 40),
+        payload_off: u64_at(t, 8),
+        payload_len: u64_at(t, 16),
+        raw_len: u64_at(t, 24),
+        codec: u32_at(t, 32),
+        chunks: u32_at(t, 36),
+        table_hash: u64_at(t, 40),
         key,
     };
-    if tr.payload_off.checked_add(tr.payload_len) != Some(size - TRAILER as u64) {
+    if tr.payload_off < off
+        || tr.payload_off.checked_add(tr.payload_len) != Some(size - TRAILER as u64)
+    {
         die(&[
             me.bytes(),
             b": the payload does not fit the file: truncated or corrupted",
         ]);
     }
-    let mut unpacked: Option<&'static mut [u8]> = None;
+    let at = (tr.payload_off - off) as usize;
+    let payload = &whole[at..at + tr.payload_len as usize];
+    let mut unpacked: Option<&'static [u8]> = None;
     for base in 0..BASES {
         let mut dir = Path::new();
-        if !cache_dir(&ctx, base, &mut dir) {
+        let mut made_parent = false;
+        if !cache_dir(&ctx, base, &mut dir, &mut made_parent) {
             continue;
         }
-        if let Some(final_dir) = use_or_extract(&ctx, fd, &tr, &mut unpacked, &mut dir, &me) {
+        let got = use_or_extract(&ctx, payload, &tr, &mut unpacked, &mut dir);
+        if let Some(final_dir) = got {
             exec(&ctx, &final_dir);
+        }
+        if made_parent {
+            // Nothing of a failed candidate stays behind.
+            let slash = dir.bytes().iter().rposition(|&c| c == b'/').unwrap_or(0);
+            dir.truncate(slash);
+            rmdir(dir.c());
+        }
+        if unpacked.is_some_and(|r| r.is_empty()) {
+            corrupted(&me);
         }
     }
     if lstat(b"/proc/self/fd\0").is_err() {
@@ -262,10 +298,18 @@ unsafe extern "C" fn stub_main(sp: *const usize) -> ! {
         ]);
     }
     ctx.say(&[b"no usable cache directory: running from memory (memfd) through the loader"]);
-    if unpacked.is_none() {
-        unpacked = Some(unpack(&ctx, fd, &tr, &me));
-    }
-    run_from_memory(&ctx, unpacked.as_ref().unwrap())
+    let raw = unpacked
+        .or_else(|| unpack(&ctx, payload, &tr))
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| corrupted(&me));
+    run_from_memory(&ctx, raw)
+}
+
+/// The launcher's scratch memory: room for the argv and environment it
+/// passes on (as many entries as the caller gave, however many) and 1 MiB
+/// for the bundle's own strings.
+fn arena(ctx: &Ctx) -> env::Arena {
+    env::Arena::new((1 << 20) + 16 * (env::count(ctx.argv) + env::count(ctx.envp)))
 }
 
 /// No writable place: every file becomes a memfd, and the bundled loader
@@ -276,7 +320,7 @@ fn run_from_memory(ctx: &Ctx, raw: &[u8]) -> ! {
     let Some(h) = header(raw) else {
         die(&[b"the payload's archive is malformed"])
     };
-    let mut arena = env::Arena::new(1 << 20);
+    let mut arena = arena(ctx);
     let mut loader: Option<*const u8> = None;
     let mut program: Option<*const u8> = None;
     let mut preload_order: &[u8] = &[];
@@ -403,7 +447,9 @@ const BASES: usize = 8;
 
 /// The cache directory for candidate `i`; private per-user names in shared
 /// places. Returns false when the candidate does not apply.
-fn cache_dir(ctx: &Ctx, i: usize, out: &mut Path) -> bool {
+/// `made_parent` tells that it created the candidate's parent (~/.cache),
+/// to be removed again if the candidate fails.
+fn cache_dir(ctx: &Ctx, i: usize, out: &mut Path, made_parent: &mut bool) -> bool {
     let uid = geteuid() as u64;
     let env = |n: &[u8]| ctx.getenv(n).filter(|v| !v.is_empty() && v[0] == b'/');
     match i {
@@ -423,7 +469,7 @@ fn cache_dir(ctx: &Ctx, i: usize, out: &mut Path) -> bool {
             Some(d) if d != b"/" => {
                 // Create ~/.cache if missing, as XDG programs do.
                 out.push(d).push(b"/.cache");
-                mkdir(out.c(), 0o700);
+                *made_parent = mkdir(out.c(), 0o700) == 0;
                 out.push(b"/elfpack");
             }
             _ => return false,
@@ -453,28 +499,36 @@ fn cache_dir(ctx: &Ctx, i: usize, out: &mut Path) -> bool {
 /// A directory we may trust: a real directory (not a symlink), ours, and
 /// writable by nobody else.
 fn trusted_dir(path: &[u8]) -> bool {
-    matches!(lstat(path), Ok((mode, uid, _)) if mode & S_IFMT == S_IFDIR && uid == geteuid() && mode & 0o022 == 0)
+    matches!(lstat(path), Ok(s) if s.mode & S_IFMT == S_IFDIR && s.uid == geteuid() && s.mode & 0o022 == 0)
 }
 
+/// The cached copy in `dir` (made private to this user), extracting it
+/// first when missing or broken. Extraction happens under an exclusive
+/// `flock` of `dir/.lock-KEY`: of many first starts one extracts and the
+/// others wait, then use its copy; the lock dies with its holder, and a
+/// temporary tree it leaves is removed by the next holder (its name has no
+/// PID, so nothing stale can block or pile up). Nothing is left in `dir` if
+/// this fails, and `dir` itself is removed when this created it.
 fn use_or_extract(
     ctx: &Ctx,
-    fd: isize,
+    payload: &'static [u8],
     tr: &Trailer,
-    unpacked: &mut Option<&'static mut [u8]>,
+    unpacked: &mut Option<&'static [u8]>,
     dir: &mut Path,
-    me: &Path,
 ) -> Option<Path> {
     // A read-only or noexec mount is no use; check before creating anything.
     let slash = dir.bytes().iter().rposition(|&c| c == b'/').unwrap_or(0);
     let mut parent = Path::new();
     parent.push(&dir.bytes()[..slash.max(1)]);
-    match mount_flags(parent.c()) {
+    let usable = |p: &Path| match mount_flags(p.c()) {
         Some(f) if f & (ST_RDONLY | ST_NOEXEC) != 0 => {
-            ctx.say(&[b"skip ", dir.bytes(), b": read-only or noexec mount"]);
-            return None;
+            ctx.say(&[b"skip ", p.bytes(), b": read-only or noexec mount"]);
+            false
         }
-        None => return None,
-        _ => {}
+        f => f.is_some(),
+    };
+    if !usable(&parent) {
+        return None;
     }
     let r = mkdir(dir.c(), 0o700);
     if r < 0 && r != EEXIST {
@@ -489,22 +543,68 @@ fn use_or_extract(
         ]);
         return None;
     }
-    match mount_flags(dir.c()) {
-        Some(f) if f & (ST_RDONLY | ST_NOEXEC) != 0 => {
-            ctx.say(&[b"skip ", dir.bytes(), b": read-only or noexec mount"]);
-            return None;
-        }
-        None => return None,
-        _ => {}
+    let mut lock = Path::new();
+    lock.push(dir.bytes()).push(b"/.lock-").push(&tr.key);
+    let got = if usable(dir) {
+        extract_locked(ctx, payload, tr, unpacked, dir, &lock)
+    } else {
+        None
+    };
+    if got.is_none() && r == 0 {
+        unlink(lock.c());
+        rmdir(dir.c());
     }
-    let base_len = dir.len;
+    got
+}
+
+fn extract_locked(
+    ctx: &Ctx,
+    payload: &'static [u8],
+    tr: &Trailer,
+    unpacked: &mut Option<&'static [u8]>,
+    dir: &Path,
+    lock: &Path,
+) -> Option<Path> {
     let mut fin = Path::new();
     fin.push(dir.bytes()).push(b"/").push(&tr.key);
-    if complete(&fin) {
+    if complete(ctx, &fin) {
         ctx.say(&[b"using the cached copy in ", fin.bytes()]);
         return Some(fin);
     }
-    if lstat(fin.c()).is_ok() {
+    let lfd = open(
+        lock.c(),
+        O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+        0o600,
+    );
+    ctx.say(&[b"locking ", lock.bytes()]);
+    let locked = lfd >= 0 && lock_exclusive(lfd);
+    let got = extract(ctx, payload, tr, unpacked, dir, &fin, locked);
+    close(lfd);
+    got
+}
+
+#[allow(clippy::too_many_arguments)]
+fn extract(
+    ctx: &Ctx,
+    payload: &'static [u8],
+    tr: &Trailer,
+    unpacked: &mut Option<&'static [u8]>,
+    dir: &Path,
+    fin: &Path,
+    locked: bool,
+) -> Option<Path> {
+    if locked && complete(ctx, fin) {
+        ctx.say(&[b"another launch extracted first; using ", fin.bytes()]);
+        return Some(fin.clone());
+    }
+    let mut tmp = Path::new();
+    tmp.push(dir.bytes()).push(b"/.tmp-").push(&tr.key);
+    if !locked {
+        // No lock on this file system: a name of our own.
+        tmp.push(b"-").num(getpid() as u64);
+    }
+    let exists = lstat(fin.c()).is_ok();
+    if exists && !(locked && trusted_dir(fin.c())) {
         ctx.say(&[
             b"skip ",
             fin.bytes(),
@@ -513,17 +613,21 @@ fn use_or_extract(
         return None;
     }
     // Unpack once, whichever directory ends up used.
-    if unpacked.is_none() {
-        *unpacked = Some(unpack(ctx, fd, tr, me));
+    // Empty when corrupted: the caller says so once nothing is left behind.
+    let raw = *unpacked.get_or_insert_with(|| unpack(ctx, payload, tr).unwrap_or(&[]));
+    if raw.is_empty() {
+        return None;
     }
-    let raw = unpacked.as_mut().unwrap();
-    let mut tmp = Path::new();
-    tmp.push(dir.bytes())
-        .push(b"/.tmp-")
-        .push(&tr.key)
-        .push(b"-")
-        .num(getpid() as u64);
-    dir.truncate(base_len);
+    if locked {
+        // What a killed holder left, and a broken copy (same key, same
+        // records), go.
+        remove_tree(raw, &mut tmp);
+        if exists {
+            ctx.say(&[b"re-extracting the broken copy ", fin.bytes()]);
+            rename(fin.c(), tmp.c());
+            remove_tree(raw, &mut tmp);
+        }
+    }
     if mkdir(tmp.c(), 0o700) < 0 {
         ctx.say(&[
             b"skip ",
@@ -533,30 +637,99 @@ fn use_or_extract(
         return None;
     }
     ctx.say(&[b"extracting into ", tmp.bytes()]);
-    if !write_tree(ctx, raw, &tmp, &fin) {
+    if !write_tree(ctx, raw, &tmp, fin) {
         remove_tree(raw, &mut tmp);
         return None;
     }
     if rename(tmp.c(), fin.c()) < 0 {
-        // Another copy finished first: use it, drop ours.
+        // Unlocked, another copy finished first: use it, drop ours.
         remove_tree(raw, &mut tmp);
-        if complete(&fin) {
-            ctx.say(&[b"another launch extracted first; using ", fin.bytes()]);
-            return Some(fin);
-        }
-        return None;
+        return complete(ctx, fin).then(|| fin.clone());
     }
     ctx.say(&[b"extracted into ", fin.bytes()]);
-    Some(fin)
+    Some(fin.clone())
 }
 
+/// Written last into an extracted tree: the list of its records (see
+/// [`manifest_entry`]), which tells the tree is complete and what it held.
 const MARKER: &[u8] = b"/.elfpack-complete";
 
-fn complete(fin: &Path) -> bool {
+/// One record of the marker: kind u8 | mode u32 | size u64 | mtime s u64 |
+/// mtime ns u64 | path NUL. Size and mtime are those of the file as
+/// written (zero for directories and symlinks).
+const MANIFEST_FIXED: usize = 1 + 4 + 8 + 8 + 8;
+
+/// Calls `f(kind, mode, stat, path)` for each record of a marker; false
+/// when the marker is malformed.
+fn manifest(m: &[u8], mut f: impl FnMut(u8, u32, Stat, &[u8]) -> bool) -> bool {
+    let mut at = 0;
+    while at < m.len() {
+        let Some(len) = m
+            .get(at + MANIFEST_FIXED..)
+            .and_then(|r| r.iter().position(|&c| c == 0))
+        else {
+            return false;
+        };
+        let st = Stat {
+            mode: S_IFREG,
+            uid: 0,
+            size: u64_at(m, at + 5),
+            mtime: [u64_at(m, at + 13), u64_at(m, at + 21)],
+        };
+        let path = &m[at + MANIFEST_FIXED..at + MANIFEST_FIXED + len];
+        if !f(m[at], u32_at(m, at + 1), st, path) {
+            return false;
+        }
+        at += MANIFEST_FIXED + len + 1;
+    }
+    true
+}
+
+/// Reads a small file whole into fresh memory ("" when it cannot).
+fn slurp(path: &Path) -> &'static mut [u8] {
+    let fd = open(path.c(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
+    let size = if fd < 0 {
+        0
+    } else {
+        fstat_size(fd).unwrap_or(0) as usize
+    };
+    let buf = mmap_anon(size).unwrap_or_else(|| die(&[b"out of memory"]));
+    let n = if size > 0 { pread(fd, buf, 0) } else { 0 };
+    close(fd);
+    let n = n.max(0) as usize;
+    &mut buf[..n]
+}
+
+/// A complete, intact copy made by this user: the tree is ours, its
+/// marker is, and every file is still there with the size and mtime it was
+/// written with (a truncated, deleted or rewritten library is caught by one
+/// lstat per file, without reading anything).
+fn complete(ctx: &Ctx, fin: &Path) -> bool {
     let mut m = Path::new();
     m.push(fin.bytes()).push(MARKER);
-    trusted_dir(fin.c())
-        && matches!(lstat(m.c()), Ok((mode, uid, _)) if mode & S_IFMT == S_IFREG && uid == geteuid())
+    if !trusted_dir(fin.c())
+        || !matches!(lstat(m.c()), Ok(s) if s.mode & S_IFMT == S_IFREG && s.uid == geteuid())
+    {
+        return false;
+    }
+    let list = slurp(&m);
+    let mut p = Path::new();
+    let ok = !list.is_empty()
+        && manifest(list, |kind, _, want, rel| {
+            if kind != 1 {
+                return true;
+            }
+            p.truncate(0);
+            p.push(fin.bytes()).push(b"/").push(rel);
+            let same = matches!(lstat(p.c()), Ok(s) if s.mode & S_IFMT == S_IFREG
+                && s.size == want.size && s.mtime == want.mtime);
+            if !same {
+                ctx.say(&[p.bytes(), b": changed since it was extracted"]);
+            }
+            same
+        });
+    munmap(list);
+    ok
 }
 
 /// One chunk to decode: its compressed bytes, its checksum and codec, and
@@ -596,42 +769,30 @@ extern "C" fn run_job(job: *mut u8) -> ! {
     exit_task(if job.run() { 0 } else { 1 })
 }
 
-/// The payload read into memory, where the file cannot be mapped.
-fn read_all(fd: isize, tr: &Trailer, me: &Path) -> &'static [u8] {
-    let packed = mmap_anon(tr.payload_len as usize).unwrap_or_else(|| die(&[b"out of memory"]));
-    let mut got = 0usize;
-    while got < packed.len() {
-        let r = pread(fd, &mut packed[got..], tr.payload_off + got as u64);
-        if r <= 0 {
-            die(&[me.bytes(), b": cannot read the payload"]);
-        }
-        got += r as usize;
-    }
-    packed
-}
-
 /// Checks and decompresses the payload into fresh memory: chunk 0 here,
 /// every other chunk at the same time in a child sharing this memory.
-fn unpack(ctx: &Ctx, fd: isize, tr: &Trailer, me: &Path) -> &'static mut [u8] {
-    let corrupted = || -> ! {
-        die(&[
-            me.bytes(),
-            b": the payload is corrupted (checksum mismatch or bad data); nothing was run",
-        ])
-    };
-    let packed = mmap_file(fd, tr.payload_off, tr.payload_len as usize)
-        .unwrap_or_else(|| read_all(fd, tr, me));
+/// Dies for a corrupted payload.
+fn corrupted(me: &Path) -> ! {
+    die(&[
+        me.bytes(),
+        b": the payload is corrupted (checksum mismatch or bad data); nothing was run",
+    ])
+}
+
+/// None when the payload is corrupted.
+fn unpack(ctx: &Ctx, packed: &'static [u8], tr: &Trailer) -> Option<&'static [u8]> {
+    populate_read(packed);
     let n = tr.chunks as usize;
     let Some(table_at) = n
         .checked_mul(CHUNK_ENTRY)
         .filter(|&t| n > 0 && t <= packed.len())
         .map(|t| packed.len() - t)
     else {
-        corrupted()
+        return None;
     };
     let (packed, table) = packed.split_at(table_at);
     if checksum(table) != tr.table_hash {
-        corrupted();
+        return None;
     }
     let raw = mmap_big(tr.raw_len as usize).unwrap_or_else(|| die(&[b"out of memory"]));
     let jobs =
@@ -644,7 +805,7 @@ fn unpack(ctx: &Ctx, fd: isize, tr: &Trailer, me: &Path) -> &'static mut [u8] {
     for (k, e) in table.chunks_exact(CHUNK_ENTRY).enumerate() {
         let (comp, len) = (u64_at(e, 0) as usize, u64_at(e, 8) as usize);
         if comp > src.len() || len > dst.len() {
-            corrupted();
+            return None;
         }
         let (s, rest) = src.split_at(comp);
         let (d, rest_out) = core::mem::take(&mut dst).split_at_mut(len);
@@ -660,7 +821,7 @@ fn unpack(ctx: &Ctx, fd: isize, tr: &Trailer, me: &Path) -> &'static mut [u8] {
         unsafe { core::ptr::write(&mut jobs[k], job) };
     }
     if !src.is_empty() || !dst.is_empty() {
-        corrupted();
+        return None;
     }
     let mut count = Path::new();
     count.num(n as u64);
@@ -681,7 +842,7 @@ fn unpack(ctx: &Ctx, fd: isize, tr: &Trailer, me: &Path) -> &'static mut [u8] {
         if pid <= 0 {
             // No child: decode it here, after the others.
             if !job.run() {
-                corrupted();
+                return None;
             }
         } else {
             children[k] = pid;
@@ -692,9 +853,9 @@ fn unpack(ctx: &Ctx, fd: isize, tr: &Trailer, me: &Path) -> &'static mut [u8] {
         ok &= wait_child(pid);
     }
     if !ok {
-        corrupted();
+        return None;
     }
-    raw
+    Some(raw)
 }
 
 /// The archive: a header, then records `kind:u8 mode:u32 path_len:u32
@@ -758,59 +919,106 @@ fn records(
     true
 }
 
-fn write_tree(ctx: &Ctx, raw: &mut [u8], tmp: &Path, fin: &Path) -> bool {
+fn write_tree(ctx: &Ctx, raw: &[u8], tmp: &Path, fin: &Path) -> bool {
     let Some(h) = header(raw) else { return false };
-    // Point the program's placeholder interpreter and RPATH at `fin`.
-    let Some(range) = record(raw, None, h.program) else {
-        die(&[b"the payload's archive is malformed"]);
-    };
     if fin.len > h.prefix_len {
         ctx.say(&[b"skip: the cache path is longer than the space reserved for it"]);
         return false;
     }
-    for slot in h.slots {
-        if !patch(raw, range.clone(), slot, h.prefix_len, fin) {
-            return false;
+    // The placeholders to overwrite with `fin`: the program's interpreter
+    // and RPATH, and those of other ELF programs of the bundle (run by
+    // the program). (record index, offset) pairs.
+    let sites = record(raw, Some(b".elfpack-patch"), 0).unwrap_or(0..0);
+    let sites = &raw[sites];
+    let slots_of = |i: usize, f: &mut dyn FnMut(usize)| {
+        if i == h.program {
+            h.slots.iter().for_each(|&s| f(s));
         }
-    }
-    // Other ELF programs of the bundle (run by the program) carry the
-    // placeholder too.
-    for at in record(raw, Some(b".elfpack-patch"), 0)
-        .unwrap_or(0..0)
-        .step_by(8)
-    {
-        let (index, slot) = (u32_at(raw, at) as usize, u32_at(raw, at + 4) as usize);
-        if !record(raw, None, index).is_some_and(|t| patch(raw, t, slot, h.prefix_len, fin)) {
-            return false;
+        for e in sites.chunks_exact(8) {
+            if u32_at(e, 0) as usize == i {
+                f(u32_at(e, 4) as usize);
+            }
         }
-    }
+    };
+    let mut size = 0;
+    records(raw, |_, _, _, rel, _| {
+        size += MANIFEST_FIXED + rel.len() + 1;
+        true
+    });
+    let list = mmap_anon(size).unwrap_or_else(|| die(&[b"out of memory"]));
+    let mut used = 0;
     let base = tmp.len;
     let mut path = Path::new();
     path.push(tmp.bytes());
-    let ok = records(raw, |_, kind, mode, rel, data| {
+    let ok = records(raw, |i, kind, mode, rel, data| {
         path.truncate(base);
         path.push(b"/").push(rel);
+        let mut st = Stat {
+            mode: 0,
+            uid: 0,
+            size: 0,
+            mtime: [0, 0],
+        };
         let r = match kind {
             0 => mkdir(path.c(), 0o700),
             1 => {
+                // Patched in a copy: the archive stays as it came, for the
+                // next candidate directory if this one fails.
+                let mut n = 0;
+                slots_of(i, &mut |_| n += 1);
+                let mut copy: Option<&'static mut [u8]> = None;
+                let len = data.len();
+                if n > 0 {
+                    let c = mmap_anon(len).unwrap_or_else(|| die(&[b"out of memory"]));
+                    c.copy_from_slice(&raw[data.clone()]);
+                    let mut done = 0;
+                    let mut good = true;
+                    slots_of(i, &mut |slot| {
+                        if slot >= done {
+                            match patch(c, slot, h.prefix_len, fin) {
+                                Some(end) => done = end,
+                                None => good = false,
+                            }
+                        }
+                    });
+                    if !good {
+                        return false;
+                    }
+                    copy = Some(c);
+                }
                 let fd = open(
                     path.c(),
                     O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                     0o600,
                 );
-                if fd < 0 {
-                    fd
-                } else {
-                    let mut off = data.start;
-                    while off < data.end {
-                        let w = sys(1, fd as usize, raw.as_ptr() as usize + off, data.end - off);
+                let off = {
+                    let bytes: &[u8] = match &copy {
+                        Some(c) => c,
+                        None => &raw[data.clone()],
+                    };
+                    let mut off = 0;
+                    while fd >= 0 && off < len {
+                        let w = sys(1, fd as usize, bytes[off..].as_ptr() as usize, len - off);
                         if w <= 0 {
                             break;
                         }
                         off += w as usize;
                     }
-                    close(fd);
-                    if off == data.end { 0 } else { -5 }
+                    off
+                };
+                if let Some(c) = copy {
+                    munmap(c);
+                }
+                match fstat(fd) {
+                    Ok(s) if off == len => {
+                        st = s;
+                        close(fd);
+                        0
+                    }
+                    _ => {
+                        close(fd);
+                        -5
+                    }
                 }
             }
             _ => {
@@ -819,18 +1027,37 @@ fn write_tree(ctx: &Ctx, raw: &mut [u8], tmp: &Path, fin: &Path) -> bool {
                 symlink(target.c(), path.c())
             }
         };
+        let e = &mut list[used..used + MANIFEST_FIXED];
+        e[0] = kind;
+        e[1..5].copy_from_slice(&mode.to_le_bytes());
+        e[5..13].copy_from_slice(&st.size.to_le_bytes());
+        e[13..21].copy_from_slice(&st.mtime[0].to_le_bytes());
+        e[21..29].copy_from_slice(&st.mtime[1].to_le_bytes());
+        used += MANIFEST_FIXED;
+        list[used..used + rel.len()].copy_from_slice(rel);
+        used += rel.len() + 1;
         r >= 0 && (kind == 2 || chmod(path.c(), mode & 0o700) >= 0)
     });
     if !ok {
         ctx.say(&[b"cannot write ", path.bytes()]);
+        munmap(list);
         return false;
     }
     path.truncate(base);
     path.push(MARKER);
     let fd = open(path.c(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600);
+    let mut off = 0;
+    while fd >= 0 && off < used {
+        let w = sys(1, fd as usize, list[off..].as_ptr() as usize, used - off);
+        if w <= 0 {
+            break;
+        }
+        off += w as usize;
+    }
     close(fd);
+    munmap(list);
     // The tree itself stays private to its owner.
-    fd >= 0 && chmod(tmp.c(), 0o700) >= 0
+    fd >= 0 && off == used && chmod(tmp.c(), 0o700) >= 0
 }
 
 /// The data of the file record called `path`, or of record `index` when
@@ -847,60 +1074,81 @@ fn record(raw: &[u8], path: Option<&[u8]>, index: usize) -> Option<core::ops::Ra
     found.filter(|_| ok)
 }
 
-/// Overwrites the placeholder prefix of the string at `slot` in the record
-/// `range` with `fin`, moving the rest of the string left.
-fn patch(
-    raw: &mut [u8],
-    range: core::ops::Range<usize>,
-    slot: usize,
-    prefix_len: usize,
-    fin: &Path,
-) -> bool {
-    let Some(field) = range
-        .start
-        .checked_add(slot)
-        .and_then(|at| raw.get_mut(at..range.end))
-    else {
-        return false;
-    };
-    let Some(nul) = field.iter().position(|&b| b == 0) else {
-        return false;
-    };
-    if nul < prefix_len {
-        return false;
+/// Overwrites every placeholder prefix in the string at `slot` of `data`
+/// with `fin`, moving the rest left and padding with NULs. Returns where
+/// the string ended, or None when there is no placeholder at `slot`.
+fn patch(data: &mut [u8], slot: usize, prefix_len: usize, fin: &Path) -> Option<usize> {
+    let field = data.get_mut(slot..)?;
+    let nul = field.iter().position(|&b| b == 0)?;
+    let is_placeholder =
+        |s: &[u8]| s.len() >= prefix_len && s[0] == b'/' && s[1..prefix_len].iter().all(|&c| c == b'_');
+    if !is_placeholder(&field[..nul]) {
+        return None;
     }
-    // The string is PREFIX + suffix; the suffix moves left after `fin`.
-    field.copy_within(prefix_len..=nul, fin.len);
-    field[..fin.len].copy_from_slice(fin.bytes());
-    true
+    let (mut r, mut w) = (0, 0);
+    while r < nul {
+        if is_placeholder(&field[r..nul]) {
+            field[w..w + fin.len].copy_from_slice(fin.bytes());
+            w += fin.len;
+            r += prefix_len;
+        } else {
+            field[w] = field[r];
+            w += 1;
+            r += 1;
+        }
+    }
+    field[w..nul].fill(0);
+    Some(slot + nul)
 }
 
-/// Removes what `write_tree` created below `tmp` (deepest first).
+/// Removes what `write_tree` created below `tmp` (deepest first), and
+/// `tmp` itself.
 fn remove_tree(raw: &[u8], tmp: &mut Path) {
     let base = tmp.len;
+    if lstat(tmp.c()).is_err() {
+        return;
+    }
+    // Directories written with fewer rights than their owner needs to
+    // empty them.
+    chmod(tmp.c(), 0o700);
+    records(raw, |_, kind, _, rel, _| {
+        if kind == 0 {
+            tmp.truncate(base);
+            tmp.push(b"/").push(rel);
+            chmod(tmp.c(), 0o700);
+        }
+        true
+    });
+    tmp.truncate(base);
     tmp.push(MARKER);
     unlink(tmp.c());
-    let Some(h) = header(raw) else { return };
-    for pass in (0..h.count).rev() {
-        records(raw, |i, kind, _, rel, _| {
-            if i == pass {
+    // Files and links, then directories until none goes (children first).
+    let mut removed = 1;
+    let mut pass = 0;
+    while removed > 0 {
+        removed = 0;
+        records(raw, |_, kind, _, rel, _| {
+            if (kind == 0) == (pass > 0) {
                 tmp.truncate(base);
                 tmp.push(b"/").push(rel);
-                if kind == 0 {
+                let r = if kind == 0 {
                     rmdir(tmp.c())
                 } else {
                     unlink(tmp.c())
                 };
+                removed += (r == 0) as usize;
             }
             true
         });
+        pass += 1;
+        removed += (pass == 1) as usize;
     }
     tmp.truncate(base);
     rmdir(tmp.c());
 }
 
 fn exec(ctx: &Ctx, fin: &Path) -> ! {
-    let mut arena = env::Arena::new(1 << 20);
+    let mut arena = arena(ctx);
     // The program's path inside the cache, as written at pack time.
     let rel = env::read(&mut arena, fin.bytes(), b".elfpack-entry");
     if rel.is_empty() {
@@ -908,7 +1156,9 @@ fn exec(ctx: &Ctx, fin: &Path) -> ! {
     }
     let mut prog = Path::new();
     prog.push(fin.bytes()).push(b"/").push(rel);
-    install_etc(ctx, fin);
+    if image_root() {
+        install(ctx, fin);
+    }
     let mut base = env::Base::Dir(fin.bytes());
     let env_rec = env::read(&mut arena, fin.bytes(), b".elfpack-env");
     let envp = env::envp(ctx, &mut arena, env_rec, &mut base);
@@ -936,39 +1186,86 @@ fn exec(ctx: &Ctx, fin: &Path) -> ! {
     ])
 }
 
-/// A `FROM scratch` image has no /etc: give it the bundle's minimal passwd,
-/// group, nsswitch.conf and hosts, never replacing a file that exists.
-fn install_etc(ctx: &Ctx, fin: &Path) {
-    for name in [&b"passwd"[..], b"group", b"nsswitch.conf", b"hosts"] {
-        let mut dst = Path::new();
-        dst.push(b"/etc/").push(name);
-        if lstat(dst.c()).is_ok() {
-            continue;
-        }
-        let mut src = Path::new();
-        src.push(fin.bytes()).push(b"/etc/").push(name);
-        let fd = open(src.c(), O_RDONLY | O_CLOEXEC, 0);
-        if fd < 0 {
-            continue;
-        }
-        let mut buf = [0u8; 4096];
-        let n = pread(fd, &mut buf, 0);
-        close(fd);
-        if n <= 0 {
-            continue;
-        }
-        mkdir(b"/etc\0", 0o755);
-        let out = open(
-            dst.c(),
-            O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-            0o644,
-        );
-        if out < 0 {
-            ctx.say(&[b"cannot create ", dst.bytes(), b" (read-only root?)"]);
-            continue;
-        }
-        write(out as usize, &buf[..n as usize]);
-        close(out);
-        ctx.say(&[b"installed ", dst.bytes()]);
+/// Whether `/` is a container image's own root, into which the launcher
+/// may install what the bundle has at absolute paths: only for root, and
+/// only in a root without a distribution: neither /bin/sh nor /usr/bin/env
+/// exists. Every Linux host has both (system(3) and `#!` lines need them),
+/// while a `FROM scratch` or distroless image, or a chroot holding only the
+/// file, has neither. Being PID 1 is not asked for: `unshare -fp` on a host
+/// makes PID 1 too, and `--init` or a shared PID namespace makes the
+/// entrypoint another PID; the root decides.
+fn image_root() -> bool {
+    geteuid() == 0 && lstat(b"/bin/sh\0").is_err() && lstat(b"/usr/bin/env\0").is_err()
+}
+
+/// Installs what the bundle holds at absolute paths where the root lacks
+/// it, never replacing anything that exists (`.elfpack-install`: lines
+/// `DIR<TAB>/ABS`, the bundle's DIR mirrors /ABS), and a /tmp (1777).
+fn install(ctx: &Ctx, fin: &Path) {
+    if lstat(b"/tmp\0").is_err() && mkdir(b"/tmp\0", 0o1777) == 0 {
+        chmod(b"/tmp\0", 0o1777);
+        ctx.say(&[b"created /tmp"]);
     }
+    let mut p = Path::new();
+    p.push(fin.bytes()).push(b"/.elfpack-install");
+    let map = slurp(&p);
+    p.truncate(fin.len);
+    p.push(MARKER);
+    let list = slurp(&p);
+    for line in env::lines(map) {
+        let Some(tab) = line.iter().position(|&c| c == b'\t') else {
+            continue;
+        };
+        let (dir, abs) = (&line[..tab], &line[tab + 1..]);
+        let abs = if abs == b"/" { &b""[..] } else { abs };
+        manifest(list, |kind, mode, _, rel| {
+            let Some(rest) = rel
+                .strip_prefix(dir)
+                .filter(|r| r.is_empty() || r[0] == b'/')
+            else {
+                return true;
+            };
+            let mut dst = Path::new();
+            dst.push(abs).push(rest);
+            if dst.len == 0 || lstat(dst.c()).is_ok() {
+                return true;
+            }
+            let mut src = Path::new();
+            src.push(fin.bytes()).push(b"/").push(rel);
+            let ok = match kind {
+                0 => mkdir(dst.c(), (mode & 0o7777) as usize) == 0,
+                1 => copy_file(&src, &dst, mode & 0o7777),
+                _ => {
+                    let mut t = [0u8; PATH_MAX];
+                    let n = sys(89, src.c().as_ptr() as usize, t.as_mut_ptr() as usize, PATH_MAX - 1);
+                    n > 0 && symlink(&t[..=n as usize], dst.c()) == 0
+                }
+            };
+            ctx.say(&[if ok { b"installed " } else { b"cannot install " }, dst.bytes()]);
+            true
+        });
+    }
+    munmap(map);
+    munmap(list);
+}
+
+/// Copies `src` to the new file `dst` with `mode`, in the kernel.
+fn copy_file(src: &Path, dst: &Path, mode: u32) -> bool {
+    let from = open(src.c(), O_RDONLY | O_CLOEXEC, 0);
+    let Some(size) = fstat_size(from).filter(|_| from >= 0) else {
+        return false;
+    };
+    let to = open(dst.c(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode as usize);
+    let mut left = size;
+    while to >= 0 && left > 0 {
+        let n = unsafe { syscall6(40, to as usize, from as usize, 0, left as usize, 0, 0) };
+        if n <= 0 {
+            break;
+        }
+        left -= n as u64;
+    }
+    close(from);
+    close(to);
+    // The umask must not narrow what the image's files allow.
+    to >= 0 && left == 0 && chmod(dst.c(), mode) == 0
 }

@@ -5,6 +5,7 @@ use core::arch::asm;
 
 pub const O_RDONLY: usize = 0;
 pub const O_WRONLY: usize = 1;
+pub const O_RDWR: usize = 2;
 pub const O_CREAT: usize = 0o100;
 pub const O_EXCL: usize = 0o200;
 pub const O_NOFOLLOW: usize = 0o400000;
@@ -141,43 +142,71 @@ pub fn mmap_big(len: usize) -> Option<&'static mut [u8]> {
     Some(b)
 }
 
-/// `len` bytes of `fd` from `off` on, mapped read-only and populated from
-/// the page cache: no copy, and no page faults while reading.
-pub fn mmap_file(fd: isize, off: u64, len: usize) -> Option<&'static [u8]> {
-    const MAP_PRIVATE_POPULATE: usize = 0x02 | 0x8000;
-    let skip = (off & 4095) as usize;
-    let at = off - skip as u64;
-    let p = unsafe {
-        syscall6(
-            9,
-            0,
-            (len + skip).max(1),
-            1,
-            MAP_PRIVATE_POPULATE,
-            fd as usize,
-            at as usize,
-        )
-    };
-    if p < 0 {
-        return None;
-    }
-    Some(unsafe { core::slice::from_raw_parts((p as usize + skip) as *const u8, len) })
+/// Asks the kernel to read `b` (a file mapping) in now, not a page
+/// fault at a time; a hint, ignored by old kernels.
+pub fn populate_read(b: &[u8]) {
+    const MADV_POPULATE_READ: usize = 22;
+    let start = b.as_ptr() as usize & !4095;
+    let end = b.as_ptr() as usize + b.len();
+    sys(28, start, end - start, MADV_POPULATE_READ);
 }
 
-/// `lstat`: (mode, uid, size), or the negative errno.
-pub fn lstat(path: &[u8]) -> Result<(u32, u32, u64), isize> {
+/// What the launcher needs of a `struct stat`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    pub mode: u32,
+    pub uid: u32,
+    pub size: u64,
+    /// Modification time, seconds and nanoseconds.
+    pub mtime: [u64; 2],
+}
+
+/// `stat` (4), `fstat` (5) or `lstat` (6) on `arg` (a path or an fd).
+fn stat_call(nr: usize, arg: usize) -> Result<Stat, isize> {
     let mut st = [0u64; 18];
-    let r = sys(6, path.as_ptr() as usize, st.as_mut_ptr() as usize, 0);
+    let r = sys(nr, arg, st.as_mut_ptr() as usize, 0);
     if r < 0 {
         return Err(r);
     }
-    let words = st[3];
-    Ok((words as u32, (words >> 32) as u32, st[6]))
+    Ok(Stat {
+        mode: st[3] as u32,
+        uid: (st[3] >> 32) as u32,
+        size: st[6],
+        mtime: [st[11], st[12]],
+    })
+}
+
+/// `lstat`, or the negative errno.
+pub fn lstat(path: &[u8]) -> Result<Stat, isize> {
+    stat_call(6, path.as_ptr() as usize)
+}
+
+/// `stat` (follows symlinks).
+pub fn stat(path: &[u8]) -> Result<Stat, isize> {
+    stat_call(4, path.as_ptr() as usize)
+}
+
+pub fn fstat(fd: isize) -> Result<Stat, isize> {
+    stat_call(5, fd as usize)
 }
 
 pub fn fstat_size(fd: isize) -> Option<u64> {
-    let mut st = [0u64; 18];
-    (sys(5, fd as usize, st.as_mut_ptr() as usize, 0) >= 0).then_some(st[6])
+    fstat(fd).ok().map(|s| s.size)
+}
+
+/// `flock(fd, LOCK_EX)`, waiting through signals; false when the file
+/// system cannot lock.
+pub fn lock_exclusive(fd: isize) -> bool {
+    loop {
+        let r = sys(73, fd as usize, 2, 0);
+        if r != -4 {
+            return r == 0;
+        }
+    }
+}
+
+pub fn munmap(b: &mut [u8]) {
+    sys(11, b.as_mut_ptr() as usize, b.len().max(1), 0);
 }
 
 /// `statfs` mount flags (ST_RDONLY, ST_NOEXEC...).

@@ -40,6 +40,49 @@ pub const ARGV_RECORD: &str = ".elfpack-argv";
 /// More placeholders to overwrite, besides the header's two slots in the
 /// entry program: (record index u32, offset in its data u32) pairs.
 pub const PATCH_RECORD: &str = ".elfpack-patch";
+/// Where the launcher installs bundle files when it runs in a container
+/// image's own root: lines `DIR<TAB>/ABS` (the bundle's DIR mirrors /ABS).
+pub const INSTALL_RECORD: &str = ".elfpack-install";
+/// The launcher's PT_NOTE becomes a PT_LOAD mapping the file from the
+/// payload's page on at this address + file offset (stub/src/main.rs has
+/// the same constant): the kernel maps it at exec, so the launcher reads
+/// its payload without opening its own file, also when that file is
+/// execute-only (mode 0711).
+pub const PAYLOAD_VADDR: u64 = 1 << 40;
+
+/// `stub` with its PT_NOTE turned into that PT_LOAD, for a file of
+/// `file_len` bytes whose payload starts at `payload_off`.
+pub fn map_payload(stub: &[u8], payload_off: u64, file_len: u64) -> Option<Vec<u8>> {
+    const PT_LOAD: u32 = 1;
+    const PT_NOTE: u32 = 4;
+    const PF_R: u32 = 4;
+    let mut out = stub.to_vec();
+    let phoff = u64::from_le_bytes(stub.get(32..40)?.try_into().ok()?);
+    let phnum = u16::from_le_bytes(stub.get(56..58)?.try_into().ok()?) as u64;
+    let off = payload_off & !0xfff;
+    for i in 0..phnum {
+        let ph = (phoff + 56 * i) as usize;
+        let entry = out.get_mut(ph..ph + 56)?;
+        if u32::from_le_bytes(entry[..4].try_into().ok()?) != PT_NOTE {
+            continue;
+        }
+        let len = file_len - off;
+        for (at, v) in [
+            (8, off),
+            (16, PAYLOAD_VADDR + off),
+            (24, PAYLOAD_VADDR + off),
+            (32, len),
+            (40, len),
+            (48, 0x1000),
+        ] {
+            entry[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        entry[..4].copy_from_slice(&PT_LOAD.to_le_bytes());
+        entry[4..8].copy_from_slice(&PF_R.to_le_bytes());
+        return Some(out);
+    }
+    None
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

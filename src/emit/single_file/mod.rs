@@ -139,6 +139,21 @@ pub fn write_single_file(
         path: format::PRELOAD_RECORD,
         data: preload.as_bytes(),
     });
+    // In a container image's own root the launcher installs the bundle's
+    // copies of /etc files and of the image's absolute paths (`root/`).
+    let mut install = String::new();
+    for (dir, abs) in [("etc", "/etc"), ("root", "/")] {
+        let prefix = format!("{dir}/");
+        if records.iter().any(|r| r.path.starts_with(&prefix)) {
+            install.push_str(&format!("{dir}\t{abs}\n"));
+        }
+    }
+    records.push(Record {
+        kind: Kind::File,
+        mode: 0o400,
+        path: format::INSTALL_RECORD,
+        data: install.as_bytes(),
+    });
     let (mut records, n_chunks) = order_for_chunks(records, compression);
     let program = records
         .iter()
@@ -182,9 +197,12 @@ pub fn write_single_file(
         table_hash: checksum::checksum(&table),
         key,
     };
+    let file_len = (STUB.len() + payload_len + format::TRAILER_LEN) as u64;
+    let stub = format::map_payload(STUB, STUB.len() as u64, file_len)
+        .context("internal error: the launcher has no PT_NOTE to map its payload with")?;
     crate::output::atomic_write(out, force, |f| {
         use std::os::unix::fs::PermissionsExt;
-        f.write_all(STUB)?;
+        f.write_all(&stub)?;
         for c in &chunks {
             f.write_all(&c.data)?;
         }
@@ -198,7 +216,7 @@ pub fn write_single_file(
     Ok(PackStats {
         raw_bytes: raw.len() as u64,
         payload_bytes: payload_len as u64,
-        file_bytes: (STUB.len() + payload_len + format::TRAILER_LEN) as u64,
+        file_bytes: file_len,
     })
 }
 
