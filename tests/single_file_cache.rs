@@ -34,7 +34,9 @@ fn pack(prog: &Path, out: &Path, extra: &[&str]) {
 /// The packed file run with only `env` set (and ELFPACK_DEBUG=1).
 fn run(packed: &Path, env: &[(&str, &Path)]) -> Output {
     let mut c = Command::new(packed);
-    c.env_clear().env("PATH", "/usr/bin:/bin").env("ELFPACK_DEBUG", "1");
+    c.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("ELFPACK_DEBUG", "1");
     for (k, v) in env {
         c.env(k, v);
     }
@@ -120,7 +122,11 @@ fn a_failed_candidate_does_not_poison_the_next() {
         "runs from the second candidate, not from memory: {}",
         describe(&o)
     );
-    assert_eq!(names(&full), Vec::<String>::new(), "nothing left on the full tmpfs");
+    assert_eq!(
+        names(&full),
+        Vec::<String>::new(),
+        "nothing left on the full tmpfs"
+    );
 }
 
 /// Item 17: a first start killed (SIGKILL) while extracting as PID 1 must
@@ -203,7 +209,10 @@ fn a_huge_environment_passes_through() {
     }
     let o = c.output().unwrap();
     assert!(o.status.success(), "{}", text(&o.stderr));
-    let lines = text(&o.stdout).lines().filter(|l| l.starts_with('V')).count();
+    let lines = text(&o.stdout)
+        .lines()
+        .filter(|l| l.starts_with('V'))
+        .count();
     assert_eq!(lines, n);
 }
 
@@ -418,7 +427,11 @@ fn nothing_is_installed_into_a_hosts_root() {
             .output()
             .unwrap();
         // No /etc/passwd here: the lookup fails, as the host's would.
-        assert!(text(&o.stdout).contains("getpwuid(0) failed"), "{}", describe(&o));
+        assert!(
+            text(&o.stdout).contains("getpwuid(0) failed"),
+            "{}",
+            describe(&o)
+        );
         let mut now = names(&root);
         now.retain(|n| n != ".elfpack-cache-0");
         assert_eq!(now, before, "pid1={pid1}: nothing new in /");
@@ -495,7 +508,12 @@ fn a_tampered_cache_entry_is_extracted_again() {
             std::fs::remove_file(&libc_so).unwrap();
         }
         let o = run(&packed, env);
-        assert_eq!(text(&o.stdout), "hello from C\n", "{tamper}: {}", describe(&o));
+        assert_eq!(
+            text(&o.stdout),
+            "hello from C\n",
+            "{tamper}: {}",
+            describe(&o)
+        );
         assert_eq!(
             std::fs::metadata(&libc_so).map(|m| m.len()).ok(),
             Some(size),

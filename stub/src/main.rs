@@ -226,11 +226,9 @@ unsafe extern "C" fn stub_main(sp: *const usize) -> ! {
         .map(|s| s.size)
         .unwrap_or_else(|_| die(&[b"cannot find my own file ", me.bytes()]));
     let whole = match seg {
-        Some((off, len))
-            if off.checked_add(len) == Some(size) && len >= TRAILER as u64 =>
-        unsafe {
+        Some((off, len)) if off.checked_add(len) == Some(size) && len >= TRAILER as u64 => unsafe {
             core::slice::from_raw_parts((PAYLOAD_VADDR + off) as *const u8, len as usize)
-        }
+        },
         _ => die(&[
             me.bytes(),
             b": no elfpack payload: the file is truncated or not a packed program",
@@ -571,11 +569,7 @@ fn extract_locked(
         ctx.say(&[b"using the cached copy in ", fin.bytes()]);
         return Some(fin);
     }
-    let lfd = open(
-        lock.c(),
-        O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
-        0o600,
-    );
+    let lfd = open(lock.c(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600);
     ctx.say(&[b"locking ", lock.bytes()]);
     let locked = lfd >= 0 && lock_exclusive(lfd);
     let got = extract(ctx, payload, tr, unpacked, dir, &fin, locked);
@@ -1080,8 +1074,9 @@ fn record(raw: &[u8], path: Option<&[u8]>, index: usize) -> Option<core::ops::Ra
 fn patch(data: &mut [u8], slot: usize, prefix_len: usize, fin: &Path) -> Option<usize> {
     let field = data.get_mut(slot..)?;
     let nul = field.iter().position(|&b| b == 0)?;
-    let is_placeholder =
-        |s: &[u8]| s.len() >= prefix_len && s[0] == b'/' && s[1..prefix_len].iter().all(|&c| c == b'_');
+    let is_placeholder = |s: &[u8]| {
+        s.len() >= prefix_len && s[0] == b'/' && s[1..prefix_len].iter().all(|&c| c == b'_')
+    };
     if !is_placeholder(&field[..nul]) {
         return None;
     }
@@ -1237,11 +1232,23 @@ fn install(ctx: &Ctx, fin: &Path) {
                 1 => copy_file(&src, &dst, mode & 0o7777),
                 _ => {
                     let mut t = [0u8; PATH_MAX];
-                    let n = sys(89, src.c().as_ptr() as usize, t.as_mut_ptr() as usize, PATH_MAX - 1);
+                    let n = sys(
+                        89,
+                        src.c().as_ptr() as usize,
+                        t.as_mut_ptr() as usize,
+                        PATH_MAX - 1,
+                    );
                     n > 0 && symlink(&t[..=n as usize], dst.c()) == 0
                 }
             };
-            ctx.say(&[if ok { b"installed " } else { b"cannot install " }, dst.bytes()]);
+            ctx.say(&[
+                if ok {
+                    b"installed "
+                } else {
+                    b"cannot install "
+                },
+                dst.bytes(),
+            ]);
             true
         });
     }
@@ -1255,7 +1262,11 @@ fn copy_file(src: &Path, dst: &Path, mode: u32) -> bool {
     let Some(size) = fstat_size(from).filter(|_| from >= 0) else {
         return false;
     };
-    let to = open(dst.c(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode as usize);
+    let to = open(
+        dst.c(),
+        O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+        mode as usize,
+    );
     let mut left = size;
     while to >= 0 && left > 0 {
         let n = unsafe { syscall6(40, to as usize, from as usize, 0, left as usize, 0, 0) };
