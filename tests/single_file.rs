@@ -148,7 +148,7 @@ fn packed_programs_run_in_every_root() {
             expect(chroot(root, user, argv), want, &format!("{label} {argv:?}"));
         }
     };
-    // E: nothing but the files (the launcher caches under /.elfpack-cache-0
+    // E: nothing but the files (the launcher creates /tmp 1777, caches there
     // and installs the scratch /etc it carries).
     let e = root_with(&d.join("e"), &refs);
     run_all(&e, None, "E", false);

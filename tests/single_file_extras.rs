@@ -85,7 +85,7 @@ fn python_traced_as_a_single_file_runs_its_imports() {
     // The stdlib comes from inside the bundle, through PYTHONHOME.
     let prefix = stdout_ok(s.run(&[], &["-c", "import sys; print(sys.prefix)"]));
     assert!(
-        prefix.starts_with("/.elfpack-cache-0/") && prefix.ends_with("/root/usr\n"),
+        prefix.starts_with("/tmp/elfpack-0/") && prefix.ends_with("/root/usr\n"),
         "{prefix}"
     );
     // The user's PYTHONHOME wins over the bundle's: this one has no stdlib.
@@ -109,8 +109,9 @@ fn script_with_an_added_module_directory_as_a_single_file() {
     let script = format!("{}/trace/main.py", common::FIXTURES);
     let mods = format!("{}/trace/mods", common::FIXTURES);
     let add = format!("{mods}:/opt/mods");
-    // /opt/mods does not exist where a single file runs: --env points the
-    // script at the bundle's copy.
+    // /opt/mods does not exist where a single file runs as a user: --env
+    // points the script at the bundle's copy. As root in an image's own
+    // root, the launcher installs it at /opt/mods.
     let with_env = |env: bool| {
         let mut args = vec![script.as_str(), "--trace", "--add", &add];
         if env {
@@ -123,11 +124,23 @@ fn script_with_an_added_module_directory_as_a_single_file() {
         stdout_ok(s.run(&[], &[])),
         "hello from greet: added module\n"
     );
-    let o = with_env(false).run(&[], &[]);
+    let bare = with_env(false);
+    let cache = bare.root.join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    std::os::unix::fs::chown(&cache, Some(65532), Some(65532)).unwrap();
+    let o = bare.run_as(Some("65532:65532"), &[("ELFPACK_CACHE_DIR", "/cache")], &[]);
     assert!(
         !o.status.success() && text(&o.stderr).contains("No module named 'greet'"),
         "{}",
         describe(&o)
+    );
+    assert_eq!(
+        stdout_ok(bare.run(&[], &[])),
+        "hello from greet: added module\n"
+    );
+    assert!(
+        bare.root.join("opt/mods/greet").is_dir(),
+        "installed at /opt/mods"
     );
 }
 
@@ -153,7 +166,7 @@ fn scripts_get_the_kernels_argv() {
         // $0 is the bundled script, at its own path under the bundle's root/.
         let (zero, rest) = out.split_once('|').unwrap();
         assert!(
-            zero.starts_with("/.elfpack-cache-0/")
+            zero.starts_with("/tmp/elfpack-0/")
                 && zero.ends_with(&format!("/root{}", script.display())),
             "{line}: {out}"
         );

@@ -267,6 +267,12 @@ unsafe extern "C" fn stub_main(sp: *const usize) -> ! {
     }
     let at = (tr.payload_off - off) as usize;
     let payload = &whole[at..at + tr.payload_len as usize];
+    // An image's own root gets a /tmp (1777) first: the cache goes there.
+    let image = image_root();
+    if image && lstat(b"/tmp\0").is_err() && mkdir(b"/tmp\0", 0o1777) == 0 {
+        chmod(b"/tmp\0", 0o1777);
+        ctx.say(&[b"created /tmp"]);
+    }
     let mut unpacked: Option<&'static [u8]> = None;
     for base in 0..BASES {
         let mut dir = Path::new();
@@ -276,7 +282,7 @@ unsafe extern "C" fn stub_main(sp: *const usize) -> ! {
         }
         let got = use_or_extract(&ctx, payload, &tr, &mut unpacked, &mut dir);
         if let Some(final_dir) = got {
-            exec(&ctx, &final_dir);
+            exec(&ctx, &final_dir, image);
         }
         if made_parent {
             // Nothing of a failed candidate stays behind.
@@ -1142,7 +1148,7 @@ fn remove_tree(raw: &[u8], tmp: &mut Path) {
     rmdir(tmp.c());
 }
 
-fn exec(ctx: &Ctx, fin: &Path) -> ! {
+fn exec(ctx: &Ctx, fin: &Path, image: bool) -> ! {
     let mut arena = arena(ctx);
     // The program's path inside the cache, as written at pack time.
     let rel = env::read(&mut arena, fin.bytes(), b".elfpack-entry");
@@ -1151,7 +1157,7 @@ fn exec(ctx: &Ctx, fin: &Path) -> ! {
     }
     let mut prog = Path::new();
     prog.push(fin.bytes()).push(b"/").push(rel);
-    if image_root() {
+    if image {
         install(ctx, fin);
     }
     let mut base = env::Base::Dir(fin.bytes());
@@ -1195,12 +1201,8 @@ fn image_root() -> bool {
 
 /// Installs what the bundle holds at absolute paths where the root lacks
 /// it, never replacing anything that exists (`.elfpack-install`: lines
-/// `DIR<TAB>/ABS`, the bundle's DIR mirrors /ABS), and a /tmp (1777).
+/// `DIR<TAB>/ABS`, the bundle's DIR mirrors /ABS).
 fn install(ctx: &Ctx, fin: &Path) {
-    if lstat(b"/tmp\0").is_err() && mkdir(b"/tmp\0", 0o1777) == 0 {
-        chmod(b"/tmp\0", 0o1777);
-        ctx.say(&[b"created /tmp"]);
-    }
     let mut p = Path::new();
     p.push(fin.bytes()).push(b"/.elfpack-install");
     let map = slurp(&p);
