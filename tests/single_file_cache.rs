@@ -521,3 +521,120 @@ fn a_tampered_cache_entry_is_extracted_again() {
         );
     }
 }
+
+/// Issue 16 item 3: with no writable place at all (a read-only root, uid
+/// 65532), a program that needs only libraries runs from memory; one that
+/// needs a directory of its files (here TZDIR) exits with one line that
+/// says how to give it one.
+#[test]
+fn without_a_writable_place_a_program_needing_files_says_how_to_give_one() {
+    if !require_root("without_a_writable_place_...") {
+        return;
+    }
+    let t = common::workdir();
+    let d = t.path();
+    let root = d.join("ro");
+    std::fs::create_dir(&root).unwrap();
+    let hello = compile(d, "hello.c", &[]);
+    pack(&hello, &root.join("hello.packed"), &["--compress", "fast"]);
+    pack(
+        Path::new("/usr/bin/date"),
+        &root.join("date.packed"),
+        &["--compress", "fast", "--tzdata"],
+    );
+    let _d = RootD::new(&root);
+    let _ro = common::ReadOnly::new(&root);
+    let run = |prog: &str| {
+        Command::new("/usr/sbin/chroot")
+            .arg("--userspec=65532:65532")
+            .arg(&root)
+            .arg(prog)
+            .env_clear()
+            .env("TZ", "Europe/Paris")
+            .output()
+            .unwrap()
+    };
+    assert_eq!(text(&run("/hello.packed").stdout), "hello from C\n");
+    let o = run("/date.packed");
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(127), "{}", describe(&o));
+    assert!(
+        err.lines().count() == 1
+            && err.contains("needs a writable directory")
+            && err.contains("--tmpfs /tmp")
+            && err.contains("ELFPACK_CACHE_DIR"),
+        "{err}"
+    );
+}
+
+/// Issue 16 item 4: run from memory (read-only root, uid 65532), a library
+/// needed under a name that is not its SONAME (as ffmpeg needs
+/// libsndio.so.7.0, SONAME libsndio.so.7) is found.
+#[test]
+fn from_memory_a_library_is_found_by_every_name_it_is_needed_under() {
+    if !require_root("from_memory_a_library_...") {
+        return;
+    }
+    let t = common::workdir();
+    let d = t.path();
+    let lib = d.join("foo.c");
+    std::fs::write(&lib, "int foo(void) { return 42; }\n").unwrap();
+    let gcc = |args: &[&str]| {
+        let o = Command::new("gcc").args(args).output().unwrap();
+        assert!(o.status.success(), "{}", describe(&o));
+    };
+    // Linked against a copy without SONAME: DT_NEEDED is the file name.
+    let (bare, real) = (d.join("bare"), d.join("lib"));
+    std::fs::create_dir(&bare).unwrap();
+    std::fs::create_dir(&real).unwrap();
+    let l = lib.to_str().unwrap();
+    gcc(&[
+        "-shared",
+        "-fPIC",
+        "-o",
+        bare.join("libfoo.so.1.0").to_str().unwrap(),
+        l,
+    ]);
+    gcc(&[
+        "-shared",
+        "-fPIC",
+        "-Wl,-soname,libfoo.so.1",
+        "-o",
+        real.join("libfoo.so.1.0").to_str().unwrap(),
+        l,
+    ]);
+    let main = d.join("main.c");
+    std::fs::write(
+        &main,
+        "#include <stdio.h>\nint foo(void);\nint main(void) { printf(\"foo %d\\n\", foo()); return 0; }\n",
+    )
+    .unwrap();
+    let prog = d.join("needs-alias");
+    gcc(&[
+        main.to_str().unwrap(),
+        "-o",
+        prog.to_str().unwrap(),
+        &format!("-L{}", bare.display()),
+        "-l:libfoo.so.1.0",
+        &format!("-Wl,-rpath,{}", real.display()),
+    ]);
+    assert_eq!(
+        text(&Command::new(&prog).output().unwrap().stdout),
+        "foo 42\n"
+    );
+    let root = d.join("ro");
+    std::fs::create_dir(&root).unwrap();
+    pack(&prog, &root.join("prog.packed"), &["--compress", "fast"]);
+    let _d = RootD::new(&root);
+    let _ro = common::ReadOnly::new(&root);
+    let o = Command::new("/usr/sbin/chroot")
+        .arg("--userspec=65532:65532")
+        .arg(&root)
+        .arg("/prog.packed")
+        .env_clear()
+        .env("ELFPACK_DEBUG", "1")
+        .output()
+        .unwrap();
+    assert_eq!(text(&o.stdout), "foo 42\n", "{}", describe(&o));
+    assert!(text(&o.stderr).contains("from memory"), "{}", describe(&o));
+}

@@ -329,14 +329,16 @@ fn run_from_memory(ctx: &Ctx, raw: &[u8]) -> ! {
     let mut program: Option<*const u8> = None;
     let mut preload_order: &[u8] = &[];
     let mut fds: [(usize, isize); 256] = [(0, -1); 256];
+    let aliases = record(raw, Some(b".elfpack-alias"), 0).map_or(&[][..], |r| &raw[r]);
     let mut nfds = 0;
     let ok = records(raw, |i, kind, _, rel, data| {
         if rel == b".elfpack-preload" {
             preload_order = &raw[data];
             return true;
         }
-        let is_lib = rel.starts_with(b"lib/");
-        if kind != 1 || !(is_lib || i == h.program) || nfds == fds.len() {
+        // Every ELF file of the bundle, wherever it sits.
+        let is_elf = raw[data.clone()].starts_with(b"\x7fELF");
+        if kind != 1 || !is_elf || nfds == fds.len() {
             return true;
         }
         let mut name = Path::new();
@@ -346,6 +348,30 @@ fn run_from_memory(ctx: &Ctx, raw: &[u8]) -> ! {
             return false;
         }
         write(fd as usize, &raw[data]);
+        // Needed under another name than its SONAME: the name becomes the
+        // SONAME, which the preloaded library is known by.
+        let mut at = 0;
+        while at + 8 < aliases.len() {
+            let end = aliases[at + 8..]
+                .iter()
+                .position(|&c| c == 0)
+                .map_or(aliases.len(), |n| at + 9 + n);
+            if u32_at(aliases, at) as usize == i {
+                let name = &aliases[at + 8..end];
+                unsafe {
+                    syscall6(
+                        18,
+                        fd as usize,
+                        name.as_ptr() as usize,
+                        name.len(),
+                        u32_at(aliases, at + 4) as usize,
+                        0,
+                        0,
+                    )
+                };
+            }
+            at = end;
+        }
         fds[nfds] = (i, fd);
         nfds += 1;
         true
@@ -362,7 +388,7 @@ fn run_from_memory(ctx: &Ctx, raw: &[u8]) -> ! {
     records(raw, |i, _, _, rel, _| {
         if let Some(&(_, fd)) = fds[..nfds].iter().find(|(j, _)| *j == i) {
             fd_path(fd, &mut p);
-            if rel.starts_with(b"lib/ld-linux") {
+            if file_name(rel).starts_with(b"ld-linux") {
                 loader = Some(arena.cstr(&[p.bytes()]));
             } else if i == h.program {
                 program = Some(arena.cstr(&[p.bytes()]));
@@ -376,10 +402,12 @@ fn run_from_memory(ctx: &Ctx, raw: &[u8]) -> ! {
         .split(|&c| c == b'\n')
         .filter(|n| !n.is_empty())
     {
+        let mut found = false;
         records(raw, |i, _, _, rel, _| {
-            let matches =
-                rel.len() == 4 + name.len() && rel.starts_with(b"lib/") && &rel[4..] == name;
+            // The first file of that name only: never one library twice.
+            let matches = !found && file_name(rel) == name;
             if let Some(&(_, fd)) = fds[..nfds].iter().find(|(j, _)| matches && *j == i) {
+                found = true;
                 if list.len > 0 {
                     list.push(b" ");
                 }
@@ -405,10 +433,13 @@ fn run_from_memory(ctx: &Ctx, raw: &[u8]) -> ! {
         b"program"
     };
     // Files the environment or a script's argv name become memfds too;
-    // directories (TZDIR, PYTHONHOME...) cannot, and are left unset.
+    // a directory (TZDIR, PYTHONHOME...) cannot: such a program needs a
+    // writable place.
+    let mut needs_dir = false;
     let mut to_memfd = |rest: &[u8], out: &mut Path| {
         let rel = rest.strip_prefix(b"/").unwrap_or(rest);
         let Some(data) = record(raw, Some(rel), 0) else {
+            needs_dir = true;
             return false;
         };
         let fd = memfd_create(b"elfpack-data\0");
@@ -434,6 +465,15 @@ fn run_from_memory(ctx: &Ctx, raw: &[u8]) -> ! {
     // A #! script: the program is its interpreter; the rest of its argv.
     env::push_lines(&mut arena, argv_rec, 1, &mut base, &mut args);
     args.extend(ctx.argv, 1);
+    drop(base);
+    if needs_dir {
+        die(&[
+            argv0,
+            b": this program needs a writable directory for its files and none is usable: ",
+            b"give it one (podman/docker run --tmpfs /tmp, a Kubernetes emptyDir at /tmp) ",
+            b"or set ELFPACK_CACHE_DIR to a writable directory that allows exec",
+        ]);
+    }
     unsafe {
         ctx.say(&[b"exec the loader from memory"]);
         let r = execve(cstr(loader), args.p as *const *const u8, envp);
@@ -445,6 +485,11 @@ fn run_from_memory(ctx: &Ctx, raw: &[u8]) -> ! {
             b")",
         ])
     }
+}
+
+/// The last component of a path.
+fn file_name(rel: &[u8]) -> &[u8] {
+    rel.rsplit(|&c| c == b'/').next().unwrap_or(rel)
 }
 
 const BASES: usize = 8;

@@ -40,6 +40,11 @@ pub const ARGV_RECORD: &str = ".elfpack-argv";
 /// More placeholders to overwrite, besides the header's two slots in the
 /// entry program: (record index u32, offset in its data u32) pairs.
 pub const PATCH_RECORD: &str = ".elfpack-patch";
+/// For the launcher's in-memory mode, which preloads the libraries (then
+/// known to the loader by SONAME only): the DT_NEEDED strings naming a
+/// bundled library by another name, to overwrite with its SONAME.
+/// Entries: record index u32 | offset in its data u32 | SONAME, NUL.
+pub const ALIAS_RECORD: &str = ".elfpack-alias";
 /// Where the launcher installs bundle files when it runs in a container
 /// image's own root: lines `DIR<TAB>/ABS` (the bundle's DIR mirrors /ABS).
 pub const INSTALL_RECORD: &str = ".elfpack-install";

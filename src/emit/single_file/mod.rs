@@ -299,7 +299,55 @@ fn launch_records(
     if !sites.is_empty() {
         out.push((format::PATCH_RECORD, sites));
     }
+    let aliases = alias_sites(records);
+    if !aliases.is_empty() {
+        out.push((format::ALIAS_RECORD, aliases));
+    }
     Ok(out)
+}
+
+/// [`format::ALIAS_RECORD`]: where an ELF file of the bundle needs a
+/// bundled library under a name that is not the library's SONAME (ffmpeg
+/// needs `libsndio.so.7.0`, whose SONAME is `libsndio.so.7`). Only a
+/// SONAME that fits in the needed name's string can replace it.
+fn alias_sites(records: &[Record]) -> Vec<u8> {
+    let elf = |r: &Record| {
+        (r.kind == Kind::File && r.data.starts_with(crate::elf::MAGIC))
+            .then(|| crate::elf::parse(r.data).ok())
+            .flatten()
+    };
+    let mut soname_of = std::collections::HashMap::new();
+    for r in records {
+        let name = r.path.rsplit('/').next().unwrap_or(r.path);
+        if let Some(soname) = elf(r).and_then(|i| i.soname)
+            && soname != name
+        {
+            soname_of.insert(name.to_string(), soname);
+        }
+    }
+    let mut out = Vec::new();
+    if soname_of.is_empty() {
+        return out;
+    }
+    for (i, r) in records.iter().enumerate() {
+        for needed in elf(r).map(|i| i.needed).unwrap_or_default() {
+            let Some(soname) = soname_of.get(&needed).filter(|s| s.len() <= needed.len()) else {
+                continue;
+            };
+            // The string in .dynstr (also named by .gnu.version_r); every
+            // copy, as an edited file may keep its old .dynstr too.
+            let needle = [b"\0", needed.as_bytes(), b"\0"].concat();
+            let mut from = 0;
+            while let Some(at) = find(&r.data[from..], &needle).map(|a| a + from) {
+                out.extend_from_slice(&(i as u32).to_le_bytes());
+                out.extend_from_slice(&(at as u32 + 1).to_le_bytes());
+                out.extend_from_slice(soname.as_bytes());
+                out.push(0);
+                from = at + 1;
+            }
+        }
+    }
+    out
 }
 
 /// Where `needle` first occurs in `hay`.
