@@ -525,6 +525,55 @@ mod tests {
     }
 
     #[test]
+    fn write_dirs_ship_where_the_run_wrote_but_not_scratch_or_its_own() {
+        // Real directories outside /tmp (scratch space to the rule).
+        let base = env!("CARGO_MANIFEST_DIR");
+        if base.starts_with("/tmp") || base.starts_with("/var/tmp") {
+            eprintln!("skipped: the checkout is under /tmp");
+            return;
+        }
+        let t = tempfile::tempdir_in(base).unwrap();
+        let logs = t.path().join("log");
+        let cwd = t.path().join("cwd");
+        let made = logs.join("made");
+        for d in [&logs, &cwd, &made] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let acc = |p: &Path| Access {
+            path: p.to_path_buf(),
+            what: What::Write,
+            syscall: "openat",
+            pid: 1,
+            program: PathBuf::from("/usr/sbin/d"),
+        };
+        let accesses = vec![
+            acc(&logs.join("error.log")),
+            acc(&logs.join("access.log")),
+            acc(&made),
+            acc(&made.join("x")),
+            acc(&cwd.join("out")),
+            acc(Path::new("/tmp/d.sock")),
+            acc(Path::new("/dev/null")),
+            acc(Path::new("/home/me/.d_history")),
+        ];
+        let (dirs, skipped) = write_dirs(&accesses, &[PathBuf::from("/home/me")], Some(&cwd));
+        let dirs: Vec<&PathBuf> = dirs.iter().map(|(d, _)| d).collect();
+        assert_eq!(dirs, vec![&logs], "{skipped:?}");
+        let why = |p: &Path| {
+            skipped
+                .iter()
+                .find(|(s, _)| s == p)
+                .map(|(_, w)| w.clone())
+                .unwrap_or_default()
+        };
+        assert!(why(&made).contains("created"), "{skipped:?}");
+        assert!(why(&cwd).contains("working directory"), "{skipped:?}");
+        assert!(why(Path::new("/tmp")).contains("scratch"), "{skipped:?}");
+        assert!(why(Path::new("/dev")).contains("scratch"), "{skipped:?}");
+        assert!(why(Path::new("/home/me")).contains("home"), "{skipped:?}");
+    }
+
+    #[test]
     fn select_drops_written_and_new_files() {
         let t = tempfile::tempdir().unwrap();
         let old = t.path().join("old");
