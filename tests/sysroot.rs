@@ -236,3 +236,135 @@ fn bad_sysroot_input_is_one_clear_line() {
     );
     assert!(!w.path().join("r").exists());
 }
+
+#[test]
+fn two_systems_make_one_multi_platform_image() {
+    if !common::require_root("multi-platform image (podman, binfmt_misc)") {
+        return;
+    }
+    binfmt_aarch64();
+    let w = common::workdir();
+    // The same program path on this host and inside the arm64 root.
+    let host_hello = common::compile(w.path(), "hello.cpp", &["-O2"]);
+    let in_root = sysroot().join(host_hello.strip_prefix("/").unwrap());
+    std::fs::create_dir_all(in_root.parent().unwrap()).unwrap();
+    let o = Command::new("aarch64-linux-gnu-g++")
+        .arg(format!("{}/hello.cpp", common::FIXTURES))
+        .args(["-O2", "-o"])
+        .arg(&in_root)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", describe(&o));
+    let oci = w.path().join("multi.tar");
+    let reg = common::registry::Registry::start(w.path(), None, None);
+    let pushed = format!("{}/sysroot-multi/hello:1", reg.host());
+    let o = common::elfpack()
+        .args(["--sysroot", "/", "--sysroot"])
+        .arg(sysroot())
+        .arg(&host_hello)
+        .arg("--oci")
+        .arg(&oci)
+        .args(["--tag", "sysroot-multi:1", "--push", &pushed])
+        .env("XDG_CACHE_HOME", w.path().join("cache"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", describe(&o));
+    let raw = stdout_ok(
+        Command::new("skopeo")
+            .args(["inspect", "--raw"])
+            .arg(format!("oci-archive:{}", oci.display()))
+            .output()
+            .unwrap(),
+    );
+    let index: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(
+        index["mediaType"], "application/vnd.oci.image.index.v1+json",
+        "{raw}"
+    );
+    let platforms: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let p = &m["platform"];
+            format!(
+                "{}/{}/{}",
+                p["os"].as_str().unwrap(),
+                p["architecture"].as_str().unwrap(),
+                p["variant"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(platforms, ["linux/amd64/", "linux/arm64/v8"], "{raw}");
+    // What elfpack pushed is that index, byte for byte.
+    let remote = stdout_ok(
+        Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{pushed}"))
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(remote, raw);
+    // skopeo copies the archive's every platform to the registry too.
+    let copied = format!("{}/sysroot-multi/copied:1", reg.host());
+    let o = Command::new("skopeo")
+        .args(["copy", "--all", "--dest-tls-verify=false"])
+        .arg(format!("oci-archive:{}", oci.display()))
+        .arg(format!("docker://{copied}"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "skopeo copy --all: {}", describe(&o));
+    for (reference, platform) in [
+        (&pushed, "linux/arm64"),
+        (&copied, "linux/arm64"),
+        (&pushed, "linux/amd64"),
+    ] {
+        let out = podman_platform_run(reference, platform);
+        assert_eq!(out, HELLO, "{reference} on {platform}");
+    }
+}
+
+/// `podman run --platform P` of a registry image (pulled over plain HTTP).
+fn podman_platform_run(reference: &str, platform: &str) -> String {
+    let pulled = Command::new("podman")
+        .args([
+            "pull",
+            "-q",
+            "--tls-verify=false",
+            "--platform",
+            platform,
+            reference,
+        ])
+        .output()
+        .expect("podman is installed");
+    assert!(
+        pulled.status.success(),
+        "podman pull: {}",
+        describe(&pulled)
+    );
+    let hard = stdout_ok(
+        Command::new("sh")
+            .args(["-c", "ulimit -Hn"])
+            .output()
+            .unwrap(),
+    );
+    let hard = hard.trim();
+    let run = Command::new("podman")
+        .args([
+            "--runtime",
+            "/usr/sbin/runc",
+            "run",
+            "--rm",
+            "--network=none",
+        ])
+        .args(["--platform", platform])
+        .args(["--ulimit", &format!("nofile={hard}:{hard}")])
+        .args(["--ulimit", "nproc=4096:4096"])
+        .arg(reference)
+        .output()
+        .unwrap();
+    let _ = Command::new("podman")
+        .args(["rmi", "-f", reference])
+        .output();
+    stdout_ok(run)
+}

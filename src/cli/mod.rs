@@ -246,6 +246,9 @@ fn deps(a: &DepsArgs) -> Result<()> {
 }
 
 fn pack(a: &PackArgs) -> Result<()> {
+    if a.collect.sysroot.len() > 1 {
+        return pack_platforms(a);
+    }
     let tarball = a
         .output
         .as_ref()
@@ -503,6 +506,107 @@ fn pack(a: &PackArgs) -> Result<()> {
     }
     if let (Some(p), true) = (&packed, a.test) {
         self_test(p, &plan, a)?;
+    }
+    Ok(())
+}
+
+/// Several `--sysroot`s (`/` is this host): one image per system's machine
+/// under one index, written with --oci and/or pushed with --push.
+fn pack_platforms(a: &PackArgs) -> Result<()> {
+    let tree_outputs = a.rootfs.is_some()
+        || a.output.is_some()
+        || a.prefix.is_some()
+        || a.dockerfile.is_some()
+        || a.test
+        || a.compare.is_some();
+    if tree_outputs || (a.oci.is_none() && a.push.is_none()) {
+        bail!(
+            "several --sysroot make one multi-platform image: give --oci IMAGE.tar and/or --push REF, and no tree, file, --prefix or --test"
+        );
+    }
+    if let Some(o) = a.oci.as_ref().filter(|o| o.exists() && !a.force) {
+        bail!("{}: exists (use --force to replace it)", o.display());
+    }
+    let registry = a
+        .push
+        .as_deref()
+        .map(|r| emit::registry::Registry::new(r, a.insecure))
+        .transpose()?;
+    let mut plans = Vec::new();
+    for root in &a.collect.sysroot {
+        let host = std::fs::canonicalize(root).is_ok_and(|r| r == Path::new("/"));
+        let sysroot = (!host).then_some(root.as_path());
+        let (resolver, col, nsswitch) = collect_in(&a.programs, &a.collect, &a.args, sysroot)
+            .with_context(|| format!("--sysroot {}", root.display()))?;
+        warn_all(&col.warnings);
+        let opts = RootfsOptions {
+            install_to: a.install_to.clone(),
+            scratch_etc: !a.no_etc,
+            host_users: a.host_users,
+            nsswitch,
+            exclude: a.exclude.clone(),
+            shared_runtime: true,
+        };
+        let mut plan = layout::rootfs_plan(&col, resolver.ld_cache(), &opts)?;
+        if let Some(e) = &a.image.entrypoint {
+            plan.entrypoint = vec![e.clone()];
+        }
+        if plan.entrypoint.is_empty() {
+            bail!(
+                "{} programs packed: choose the one the image runs with --entrypoint PATH",
+                a.programs.len()
+            );
+        }
+        let platform = emit::oci::Platform::of(resolver.caps.machine)?;
+        if plans.iter().any(|(_, p)| *p == platform) {
+            bail!(
+                "--sysroot {}: a second system for {:?}: one --sysroot per machine",
+                root.display(),
+                platform.architecture
+            );
+        }
+        let (files, bytes) = plan.totals();
+        eprintln!(
+            "elfpack: {} {}: entrypoint {}; {files} files, {bytes} B",
+            root.display(),
+            platform.architecture,
+            entrypoint_text(&plan)
+        );
+        plans.push((plan, platform));
+    }
+    let cfg = emit::oci::ImageConfig {
+        tag: a.image.tag.clone(),
+        entrypoint: Vec::new(),
+        cmd: a.image.cmd.clone(),
+        env: a.image.env.clone(),
+        user: a.image.user.clone(),
+        workdir: a.image.workdir.clone(),
+    };
+    let refs: Vec<(&crate::plan::Plan, emit::oci::Platform)> =
+        plans.iter().map(|(p, pl)| (p, pl.clone())).collect();
+    let set = emit::oci::build(&refs, &cfg)?;
+    use emit::oci::Destination as _;
+    if let Some(o) = &a.oci {
+        let digest = emit::oci::Archive {
+            out: o.clone(),
+            tag: cfg.tag.clone(),
+            force: a.force,
+        }
+        .publish(&set)?;
+        eprintln!("elfpack: OCI archive {}: index {digest}", o.display());
+    }
+    if let Some(mut r) = registry {
+        r.publish(&set)?;
+        let p = &r.stats;
+        eprintln!(
+            "elfpack: pushed {}: {} blob(s) uploaded ({} B), {} mounted, {} already there",
+            p.pushed, p.uploaded, p.uploaded_bytes, p.mounted, p.present
+        );
+        if a.json {
+            println!("{}", serde_json::json!({ "push": p }));
+        } else {
+            println!("{}", p.pushed);
+        }
     }
     Ok(())
 }

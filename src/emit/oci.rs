@@ -186,7 +186,14 @@ pub fn build(plans: &[(&Plan, Platform)], cfg: &ImageConfig) -> Result<ImageSet>
     Ok(ImageSet { images, index })
 }
 
+/// `cfg.entrypoint` when set, else the plan's own (each platform's plan
+/// names its program).
 fn image(plan: &Plan, platform: &Platform, cfg: &ImageConfig, mtime: u64) -> Result<Image> {
+    let entrypoint = if cfg.entrypoint.is_empty() {
+        plan.entrypoint.clone()
+    } else {
+        cfg.entrypoint.clone()
+    };
     let mut layers = Vec::new();
     let mut diff_ids = Vec::new();
     for layer_plan in plan.layers() {
@@ -203,9 +210,7 @@ fn image(plan: &Plan, platform: &Platform, cfg: &ImageConfig, mtime: u64) -> Res
         env.retain(|x| x.split('=').next() != Some(key));
         env.push(e.clone());
     }
-    let mut config = ConfigBuilder::default()
-        .entrypoint(cfg.entrypoint.clone())
-        .env(env);
+    let mut config = ConfigBuilder::default().entrypoint(entrypoint).env(env);
     if !cfg.cmd.is_empty() {
         config = config.cmd(cfg.cmd.clone());
     }

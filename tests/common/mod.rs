@@ -11,6 +11,8 @@
 //! unwinds.
 #![allow(dead_code)]
 
+pub mod registry;
+
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
