@@ -34,6 +34,9 @@ command -v cargo >/dev/null || { echo "test.sh: cargo not found (install Rust fi
 #                                libjvm.so, ssh-keygen writing a key under --test, perl -MPOSIX
 #   docker-registry apache2-utils  a real registry for --push (htpasswd -B for its auth)
 #   g++-aarch64-linux-gnu qemu-user-static  --sysroot: an arm64 C++ hello, run through binfmt_misc
+#   gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf gcc-powerpc64le-linux-gnu gcc-s390x-linux-gnu
+#   gcc-i686-linux-gnu           `elfpack patch` on 32-bit and big-endian files, run under
+#                                qemu-user with the cross compilers' sysroots (tests/patch_cross.rs)
 PACKAGES=(
   gcc g++ libc6-dev binutils make ca-certificates
   curl git sqlite3 openssl libc-bin
@@ -44,6 +47,8 @@ PACKAGES=(
   nginx postgresql-15 openjdk-17-jre-headless openssh-client perl
   docker-registry apache2-utils
   g++-aarch64-linux-gnu qemu-user-static
+  gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf gcc-powerpc64le-linux-gnu gcc-s390x-linux-gnu
+  gcc-i686-linux-gnu
 )
 
 missing=()

@@ -250,17 +250,18 @@ pub fn inspect(data: &[u8]) -> Result<DynInfo> {
 }
 
 /// The strings an edit adds after the existing table.
-struct Strings<'a> {
-    old: &'a [u8],
+struct Strings {
+    /// The table as it is (an edit may overwrite a string nothing else uses).
+    old: Vec<u8>,
     added: Vec<u8>,
 }
 
-impl Strings<'_> {
+impl Strings {
     /// The offset of `s`: an existing copy (also the tail of a longer
     /// string) or a new one marked [`NEW`].
     fn add(&mut self, s: &str) -> u64 {
         let needle: Vec<u8> = [s.as_bytes(), b"\0"].concat();
-        if let Some(p) = find(self.old, &needle) {
+        if let Some(p) = find(&self.old, &needle) {
             return p as u64;
         }
         if let Some(p) = find(&self.added, &needle) {
@@ -397,7 +398,8 @@ pub fn edit_bytes(data: &[u8], edits: &Edits) -> Result<Vec<u8>> {
                 let (_, v) = img.append(seg, &p.added, 1);
                 (at, v - at)
             } else {
-                let mut bytes = d.strtab.clone();
+                let mut bytes = p.table.clone();
+                p.table_changed = false;
                 let base = bytes.len() as u64;
                 bytes.extend_from_slice(&p.added);
                 let (_, v) = img.append(seg, &bytes, 1);
@@ -432,6 +434,12 @@ pub fn edit_bytes(data: &[u8], edits: &Edits) -> Result<Vec<u8>> {
                 sh.addr = base_vaddr;
                 sh.size = size;
             }
+        }
+        if p.table_changed {
+            let o = img
+                .vaddr_to_off(strtab_vaddr, p.table.len() as u64)
+                .context("the dynamic string table")?;
+            img.data[o as usize..o as usize + p.table.len()].copy_from_slice(&p.table);
         }
         // The dynamic section, in place or moved.
         let mut bytes = Vec::new();
@@ -487,6 +495,9 @@ fn is_string_tag(t: i64) -> bool {
 struct Plan {
     dyns: Vec<(i64, u64)>,
     added: Vec<u8>,
+    /// The string table with any string overwritten in place.
+    table: Vec<u8>,
+    table_changed: bool,
     /// (address of a vn_file field, its new string offset).
     vn_file: Vec<(u64, u64)>,
     version_clear: Vec<String>,
@@ -494,9 +505,10 @@ struct Plan {
 
 fn plan_dynamic(img: &Image, d: &Dynamic, edits: &Edits) -> Result<Plan> {
     let mut strings = Strings {
-        old: &d.strtab,
+        old: d.strtab.clone(),
         added: Vec::new(),
     };
+    let mut table_changed = false;
     let mut dyns: Vec<(i64, u64)> = d.live().copied().collect();
     let name = |v: u64| d.str_at(v).map(str::to_string);
 
@@ -537,11 +549,27 @@ fn plan_dynamic(img: &Image, d: &Dynamic, edits: &Edits) -> Result<Plan> {
             } else {
                 DT_RUNPATH
             };
-            let off = match dyns
+            let cur = dyns
                 .iter()
                 .find(|(t, _)| *t == DT_RUNPATH || *t == DT_RPATH)
-            {
-                Some(e) if unchanged => e.1,
+                .map(|e| e.1);
+            let len = old.as_ref().map_or(0, |o| o.len());
+            let off = match cur {
+                Some(o) if unchanged => o,
+                Some(o) if o & NEW == 0 && string_refs(img, d, o, o + len as u64)? <= 1 => {
+                    // patchelf: a string nothing else uses is overwritten
+                    // (with Xs first, so no trace of the old path stays).
+                    let o = o as usize;
+                    strings.old[o..o + len].fill(b'X');
+                    table_changed = true;
+                    if new.len() <= len {
+                        strings.old[o..o + new.len()].copy_from_slice(new.as_bytes());
+                        strings.old[o + new.len()] = 0;
+                        o as u64
+                    } else {
+                        strings.add(&new)
+                    }
+                }
                 _ => strings.add(&new),
             };
             let at = dyns
@@ -600,9 +628,74 @@ fn plan_dynamic(img: &Image, d: &Dynamic, edits: &Edits) -> Result<Plan> {
     Ok(Plan {
         dyns,
         added: strings.added,
+        table: strings.old,
+        table_changed,
         vn_file,
         version_clear: edits.clear_symbol_version.clone(),
     })
+}
+
+/// How many references (dynamic entries, dynamic symbols, version tables)
+/// point into the string at `lo..=hi` (its NUL) of `.dynstr`.
+fn string_refs(img: &Image, d: &Dynamic, lo: u64, hi: u64) -> Result<usize> {
+    let f = img.f;
+    let mut refs: Vec<u64> = d
+        .live()
+        .filter(|(t, _)| {
+            is_string_tag(*t) || *t == 0x7fff_fffd || *t == 0x7fff_ffff // AUXILIARY, FILTER
+        })
+        .map(|e| e.1)
+        .collect();
+    let u32_at = |vaddr: u64| -> Result<u64> {
+        let o = img.vaddr_to_off(vaddr, 4).context("a dynamic table")?;
+        Ok(f.u32(&img.data, o)? as u64)
+    };
+    if let (Some(symtab), Some(i)) = (d.tag(DT_SYMTAB), img.find_section(".dynsym")) {
+        let syment = d.tag(DT_SYMENT).unwrap_or(if f.is64 { 24 } else { 16 });
+        for k in 0..img.shdrs[i].size / syment.max(1) {
+            refs.push(u32_at(symtab + k * syment)?);
+        }
+    }
+    // Version needs (vn_file, vna_name) and definitions (vda_name).
+    for (tab, num, aux_name) in [
+        (DT_VERNEED, DT_VERNEEDNUM, 8),
+        (0x6fff_fffc, 0x6fff_fffd, 0),
+    ] {
+        let (Some(mut at), Some(n)) = (d.tag(tab), d.tag(num)) else {
+            continue;
+        };
+        for _ in 0..n.min(0x10000) {
+            let o = img.vaddr_to_off(at, 16).context("a version table")?;
+            let (cnt, aux, next) = if tab == DT_VERNEED {
+                refs.push(f.u32(&img.data, o + 4)? as u64);
+                (
+                    f.u16(&img.data, o + 2)?,
+                    f.u32(&img.data, o + 8)?,
+                    f.u32(&img.data, o + 12)?,
+                )
+            } else {
+                (
+                    f.u16(&img.data, o + 6)?,
+                    f.u32(&img.data, o + 12)?,
+                    f.u32(&img.data, o + 16)?,
+                )
+            };
+            let mut a = at + aux as u64;
+            for _ in 0..cnt {
+                refs.push(u32_at(a + aux_name)?);
+                let next_aux = u32_at(a + if tab == DT_VERNEED { 12 } else { 4 })?;
+                if next_aux == 0 {
+                    break;
+                }
+                a += next_aux;
+            }
+            if next == 0 {
+                break;
+            }
+            at += next as u64;
+        }
+    }
+    Ok(refs.iter().filter(|&&r| r >= lo && r <= hi).count())
 }
 
 /// patchelf's `--shrink-rpath`.
