@@ -480,9 +480,9 @@ fn measure_elfpack(su: &mut Suite, o: &Opts, s: &Subject, w: &Path, variants: &[
     let modes: Vec<(&str, Vec<OsString>, PathBuf)> = vec![
         ("--rootfs", os(&["--rootfs"]), w.join("rootfs")),
         (
-            "--rootfs --no-layer-size",
-            os(&["--no-layer-size", "--rootfs"]),
-            w.join("rootfs-nl"),
+            "--rootfs --layer-size",
+            os(&["--layer-size", "--rootfs"]),
+            w.join("rootfs-ls"),
         ),
         ("-o NAME.tar", os(&["-o"]), w.join("image.tar")),
         ("--oci", os(&["--oci"]), w.join("oci.tar")),
@@ -571,7 +571,8 @@ fn measure_elfpack(su: &mut Suite, o: &Opts, s: &Subject, w: &Path, variants: &[
         }
         // An OCI archive is not COPY'd: its layer is the blob checked above.
         row.layer_tgz = (label != "--oci").then(|| layer_tgz(&out)).flatten();
-        if out.is_dir() && !label.contains("no-layer") {
+        // The --layer-size tree is the default one again: started once.
+        if out.is_dir() && !label.contains("layer-size") {
             let prog = if label.contains("prefix") {
                 Path::new("/opt/b/bin").join(s.prog.file_name().unwrap())
             } else {

@@ -13,7 +13,8 @@
 //!
 //! Beside it: [`report`] explains a collection (`elfpack deps`), [`measure`]
 //! sizes and times outputs, [`selftest`] runs a result in an empty root,
-//! [`output`] writes every output atomically, [`cli`] is the command line.
+//! [`output`] writes every output atomically, [`progress`] shows long work
+//! on a terminal, [`cli`] is the command line.
 
 pub mod cli;
 pub mod collect;
@@ -23,5 +24,6 @@ pub mod loader;
 pub mod measure;
 pub mod output;
 pub mod plan;
+pub mod progress;
 pub mod report;
 pub mod selftest;

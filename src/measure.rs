@@ -20,7 +20,9 @@ pub struct PackReport {
     /// Each output written and its size on disk.
     pub outputs: Vec<OutputSize>,
     /// Size of the gzip'd image layer `COPY` of this tree would add
-    /// (a reproducible tar.gz, gzip level 6, what registries store).
+    /// (a reproducible tar.gz, gzip level 6, what registries store): the
+    /// `--oci` archive's layer, or computed with `--layer-size`/`--compare`;
+    /// null otherwise.
     pub layer_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub static_build: Option<StaticBuild>,
@@ -276,12 +278,17 @@ impl PackReport {
         }
         if let Some(st) = &self.static_build {
             s += &format!(
-                "\n  static build {}: {} (layer {}); packed/static layer = {:.2}",
+                "\n  static build {}: {} (layer {})",
                 st.path.display(),
                 human(st.bytes),
                 human(st.layer_bytes),
-                self.layer_bytes.unwrap_or(0) as f64 / st.layer_bytes as f64
             );
+            if let Some(l) = self.layer_bytes {
+                s += &format!(
+                    "; packed/static layer = {:.2}",
+                    l as f64 / st.layer_bytes as f64
+                );
+            }
         }
         if let Some(t) = &self.start_ms {
             s += &format!(

@@ -3,7 +3,7 @@
 
 mod patch;
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -27,6 +27,9 @@ use crate::{emit, report};
     subcommand_negates_reqs = true
 )]
 pub struct Cli {
+    /// No progress bars and no report on stderr (warnings and errors still print).
+    #[arg(long, short = 'q', global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
@@ -140,7 +143,11 @@ struct PackArgs {
     /// Print the pack report as JSON on stdout.
     #[arg(long)]
     json: bool,
-    /// Skip computing the gzip'd image-layer size (the slowest figure of the report).
+    /// Report the gzip'd image-layer size `COPY` of the output would add (gzips every file; without
+    /// it --oci/--push report their layers as built; --compare implies it).
+    #[arg(long, conflicts_with = "no_layer_size")]
+    layer_size: bool,
+    /// Report no image-layer size at all, not even an image's.
     #[arg(long)]
     no_layer_size: bool,
     /// Arguments for the program when elfpack runs it (--test, --compare-run, --trace).
@@ -175,10 +182,11 @@ struct ImageArgs {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    crate::progress::enable(!cli.quiet && std::io::stderr().is_terminal());
     let result = match &cli.command {
         Some(Command::Deps(a)) => deps(a),
         Some(Command::Patch(a)) => patch::run(a),
-        None => pack(&cli.pack),
+        None => pack(&cli.pack, cli.quiet),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -245,7 +253,7 @@ fn deps(a: &DepsArgs) -> Result<()> {
     Ok(())
 }
 
-fn pack(a: &PackArgs) -> Result<()> {
+fn pack(a: &PackArgs, quiet: bool) -> Result<()> {
     if a.collect.sysroot.len() > 1 {
         return pack_platforms(a);
     }
@@ -370,15 +378,15 @@ fn pack(a: &PackArgs) -> Result<()> {
         );
     }
     warn_all(&col.warnings);
-    if let Some(note) = launch_note(&launch, single.is_some(), a.prefix.as_deref()) {
+    if let (Some(note), false) = (
+        launch_note(&launch, single.is_some(), a.prefix.as_deref()),
+        quiet,
+    ) {
         eprintln!("{note}");
     }
-    eprint!(
-        "{}",
-        crate::report::extras::summary(&col.extras)
-            .map(|s| s + "\n")
-            .unwrap_or_default()
-    );
+    if let (Some(s), false) = (crate::report::extras::summary(&col.extras), quiet) {
+        eprintln!("{s}");
+    }
     // Nothing that is being packed may be replaced by an output.
     let inputs: Vec<&Path> = plan
         .nodes
@@ -396,6 +404,7 @@ fn pack(a: &PackArgs) -> Result<()> {
         crate::output::refuse_inputs_inside(out, inputs.iter().copied())?;
     }
     let mut outputs = Vec::new();
+    let mut oci_layers = None;
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let (files, input_bytes) = plan.totals();
     if let Some(dir) = &a.rootfs {
@@ -448,6 +457,14 @@ fn pack(a: &PackArgs) -> Result<()> {
             workdir: a.image.workdir.clone(),
         };
         let set = emit::oci::build(&[(&plan, emit::oci::Platform::of(machine)?)], &cfg)?;
+        // What the image's layers weigh, known without more work.
+        oci_layers = Some(
+            set.images[0]
+                .layers
+                .iter()
+                .map(|l| l.bytes.len() as u64)
+                .sum(),
+        );
         use emit::oci::Destination as _;
         if let Some(o) = &a.oci {
             emit::oci::Archive {
@@ -471,11 +488,15 @@ fn pack(a: &PackArgs) -> Result<()> {
         files,
         input_bytes,
         outputs,
-        layer_bytes: match (a.no_layer_size, single) {
-            (true, _) => None,
-            (false, Some(f)) if crate::output::is_pipe(f) => None,
-            (false, Some(f)) => Some(measure::file_layer_size(f)?),
-            (false, None) => Some(measure::layer_size(&plan)?),
+        // Gzipping every file for this figure made a --rootfs pack 3-8 times
+        // slower: it comes free with an image (its layers as built), and is
+        // computed (the tree as the one layer `COPY` adds) only on request.
+        layer_bytes: match (a.no_layer_size, a.layer_size || a.compare.is_some(), single) {
+            (true, _, _) => None,
+            (false, true, Some(f)) if crate::output::is_pipe(f) => None,
+            (false, true, Some(f)) => Some(measure::file_layer_size(f)?),
+            (false, true, None) => Some(measure::layer_size(&plan)?),
+            (false, false, _) => oci_layers,
         },
         static_build: a
             .compare
@@ -493,11 +514,13 @@ fn pack(a: &PackArgs) -> Result<()> {
     if let (Some(p), true) = (&packed, a.compare_run) {
         report.start_ms = Some(time_starts(p, a)?);
     }
-    eprintln!(
-        "elfpack: entrypoint {}; {}",
-        entrypoint_text(&plan),
-        report.text()
-    );
+    if !quiet {
+        eprintln!(
+            "elfpack: entrypoint {}; {}",
+            entrypoint_text(&plan),
+            report.text()
+        );
+    }
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
     } else if let Some(p) = &report.push {

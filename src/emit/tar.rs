@@ -102,6 +102,8 @@ pub fn gzip_members(plan: &Plan, mtime: u64) -> Result<Vec<Vec<u8>>> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(entries.len().max(1));
+    let progress = crate::progress::Progress::bytes("gzipping the image layer", plan.totals().1);
+    let progress = &progress;
     // Interleave entries over threads so large libraries spread out.
     let members: Vec<Result<Vec<Member>>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
@@ -115,6 +117,11 @@ pub fn gzip_members(plan: &Plan, mtime: u64) -> Result<Vec<Vec<u8>>> {
                         let mut tar = write(&one, Vec::new(), mtime)?;
                         tar.truncate(tar.len() - END_OF_ARCHIVE);
                         out.push((i, gzip(&tar)?));
+                        progress.inc(match node {
+                            Node::File { size, .. } => *size,
+                            Node::Data { bytes, .. } => bytes.len() as u64,
+                            _ => 0,
+                        });
                     }
                     Ok(out)
                 })

@@ -114,7 +114,14 @@ pub fn rootfs_plan(col: &Collection, cache: &LdCache, opts: &RootfsOptions) -> R
     }
     if !col.closures.iter().all(|c| c.objects.len() == 1) {
         let extra = search_path_fallbacks(col, cache);
-        let bytes = cache.write_subset(|p| plan.lookup(p).is_some(), &extra);
+        // The host's cache lists about a thousand libraries; the plan holds a
+        // few: a name match first spares most of the symlink-following lookups.
+        let names: std::collections::HashSet<&std::ffi::OsStr> =
+            plan.nodes.keys().filter_map(|k| k.file_name()).collect();
+        let bytes = cache.write_subset(
+            |p| p.file_name().is_some_and(|n| names.contains(n)) && plan.lookup(p).is_some(),
+            &extra,
+        );
         plan.nodes.remove(Path::new("/etc/ld.so.cache"));
         plan.add_data(Path::new("/etc/ld.so.cache"), bytes, 0o644)?;
     }

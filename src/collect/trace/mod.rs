@@ -188,6 +188,7 @@ pub fn trace(program: &Path, args: &[OsString], opts: &Options) -> Result<Traced
         .chain(args.iter().map(|a| shell_quote(&a.to_string_lossy())))
         .collect::<Vec<_>>()
         .join(" ");
+    let progress = crate::progress::Progress::spinner(&format!("--trace: running {command}"));
     let run = ptrace::run(&ptrace::TraceCommand {
         program: program.to_path_buf(),
         args: args.to_vec(),
@@ -195,6 +196,7 @@ pub fn trace(program: &Path, args: &[OsString], opts: &Options) -> Result<Traced
         timeout: opts.timeout,
         user: user.clone(),
     })?;
+    drop(progress);
     let as_user = match (&opts.user, &run.outcome) {
         (Some(u), o) if *o != Outcome::Exited(0) => format!(" (run as user {u}, --trace-user)"),
         _ => String::new(),

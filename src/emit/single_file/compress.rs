@@ -17,6 +17,7 @@ use std::io::Write;
 use anyhow::{Context, Result};
 
 use super::{Compression, bcj};
+use crate::progress::Progress;
 
 /// liblzma's LZMA_PRESET_EXTREME flag (xz -e).
 const PRESET_EXTREME: u32 = 0x8000_0000;
@@ -162,10 +163,15 @@ pub fn compress(raw: &[u8], bounds: &[usize], c: Compression) -> Result<(u32, Ve
         Compression::Balanced | Compression::Max => CODEC_LZMA_BCJ,
     };
     let pieces: Vec<&[u8]> = bounds.windows(2).map(|w| &raw[w[0]..w[1]]).collect();
+    let progress = match c {
+        Compression::None => Progress::hidden(),
+        _ => Progress::bytes("compressing", raw.len() as u64),
+    };
     let chunks = std::thread::scope(|s| {
+        let progress = &progress;
         let jobs: Vec<_> = pieces
             .iter()
-            .map(|piece| s.spawn(move || compress_chunk(piece, c)))
+            .map(|piece| s.spawn(move || compress_chunk(piece, c, progress)))
             .collect();
         jobs.into_iter()
             .map(|j| j.join().expect("compression thread panicked"))
@@ -174,7 +180,7 @@ pub fn compress(raw: &[u8], bounds: &[usize], c: Compression) -> Result<(u32, Ve
     Ok((codec, chunks))
 }
 
-fn compress_chunk(piece: &[u8], c: Compression) -> Result<Chunk> {
+fn compress_chunk(piece: &[u8], c: Compression, progress: &Progress) -> Result<Chunk> {
     // Both codecs compress what the x86-64 filter makes of the chunk.
     let filtered = || {
         let mut f = piece.to_vec();
@@ -189,9 +195,12 @@ fn compress_chunk(piece: &[u8], c: Compression) -> Result<Chunk> {
             let hc = lz4::block::CompressionMode::HIGHCOMPRESSION(9);
             let data = lz4::block::compress(&filtered(), Some(hc), false)
                 .context("LZ4 compression failed")?;
+            progress.inc(piece.len() as u64);
             (0, data)
         }
-        Compression::Balanced | Compression::Max => lzma(&filtered(), c == Compression::Max)?,
+        Compression::Balanced | Compression::Max => {
+            lzma(&filtered(), c == Compression::Max, progress)?
+        }
     };
     Ok(Chunk {
         raw_len: piece.len() as u64,
@@ -203,7 +212,7 @@ fn compress_chunk(piece: &[u8], c: Compression) -> Result<Chunk> {
 /// A raw LZMA stream: liblzma's `.lzma` output without its 13-byte header
 /// (properties byte, dictionary size, length), whose properties byte is
 /// returned beside the stream.
-fn lzma(data: &[u8], extreme: bool) -> Result<(u8, Vec<u8>)> {
+fn lzma(data: &[u8], extreme: bool, progress: &Progress) -> Result<(u8, Vec<u8>)> {
     use xz2::stream::{LzmaOptions, Stream};
     let preset = if extreme { 9 | PRESET_EXTREME } else { 6 };
     let mut opts = LzmaOptions::new_preset(preset)?;
@@ -222,7 +231,12 @@ fn lzma(data: &[u8], extreme: bool) -> Result<(u8, Vec<u8>)> {
     }
     let stream = Stream::new_lzma_encoder(&opts).context("cannot set up the LZMA encoder")?;
     let mut enc = xz2::write::XzEncoder::new_stream(Vec::new(), stream);
-    enc.write_all(data)?;
+    // In slices, so a progress bar moves: the encoder keeps its state
+    // between writes, the stream is the same.
+    for slice in data.chunks(1 << 20) {
+        enc.write_all(slice)?;
+        progress.inc(slice.len() as u64);
+    }
     let mut out = enc.finish()?;
     anyhow::ensure!(out.len() >= 13, "the LZMA encoder wrote no header");
     let props = out[0];
