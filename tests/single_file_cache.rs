@@ -317,7 +317,8 @@ fn the_packers_cache_stays_apart_and_bounded() {
         c.arg(&hello)
             .arg("-o")
             .arg(out)
-            .arg("--force")
+            // The layer figure (and so the packer's cache) is on request.
+            .args(["--force", "--layer-size"])
             .env_remove("XDG_CACHE_HOME")
             .env("HOME", &home);
         unsafe {
