@@ -123,6 +123,10 @@ struct PackArgs {
     /// Copy the build host's /etc/passwd and /etc/group instead of generating them.
     #[arg(long)]
     host_users: bool,
+    /// Keep set-user-ID and set-group-ID bits (dropped by default: packed files belong to root,
+    /// or to whoever unpacks them).
+    #[arg(long)]
+    keep_setid: bool,
     /// After packing, run the result in an isolated empty root (namespaces, /proc, /dev nodes, no helpers)
     /// and fail when the program fails.
     #[arg(long)]
@@ -304,6 +308,9 @@ fn pack(a: &PackArgs, quiet: bool) -> Result<()> {
             f.display()
         );
     }
+    for e in &a.image.env {
+        crate::plan::bundle::env_var(e)?;
+    }
     let (resolver, col, nsswitch) = collect_programs(&a.programs, &a.collect, &a.args)?;
     let machine = resolver.caps.machine;
     if single.is_some() && machine != goblin::elf::header::EM_X86_64 {
@@ -313,6 +320,7 @@ fn pack(a: &PackArgs, quiet: bool) -> Result<()> {
             crate::elf::machine_name(true, machine)
         );
     }
+    col.refuse_libraries()?;
     let opts = RootfsOptions {
         install_to: a.install_to.clone(),
         scratch_etc: !a.no_etc,
@@ -376,6 +384,40 @@ fn pack(a: &PackArgs, quiet: bool) -> Result<()> {
             "{} programs packed: choose the one the image runs with --entrypoint PATH",
             a.programs.len()
         );
+    }
+    // Dockerfiles, OCI configs and the launcher's records hold UTF-8 only.
+    if (needs_entrypoint || single.is_some())
+        && plan.entrypoint.iter().any(|e| e.contains('\u{FFFD}'))
+        && let Some(p) = col.programs.iter().find(|p| p.path.to_str().is_none())
+    {
+        bail!(
+            "{}: the program's path is not UTF-8, which a Dockerfile, an OCI config or a single file cannot name; rename it or choose its path in the image with --install-to",
+            p.path.display()
+        );
+    }
+    let oci_config = emit::oci::ImageConfig {
+        tag: a.image.tag.clone(),
+        entrypoint: plan.entrypoint.clone(),
+        cmd: a.image.cmd.clone(),
+        env: a.image.env.clone(),
+        user: a.image.user.clone(),
+        workdir: a.image.workdir.clone(),
+    };
+    if image {
+        emit::oci::check_config(&plan, &oci_config)?;
+    }
+    if !a.keep_setid {
+        let dropped = plan.drop_setid();
+        if let Some(first) = dropped.first() {
+            eprintln!(
+                "elfpack: note: dropped the set-user-ID/set-group-ID bits of {}{} (--keep-setid keeps them)",
+                first.display(),
+                match dropped.len() {
+                    1 => String::new(),
+                    n => format!(" and {} more", n - 1),
+                }
+            );
+        }
     }
     warn_all(&col.warnings);
     if let (Some(note), false) = (
@@ -448,15 +490,8 @@ fn pack(a: &PackArgs, quiet: bool) -> Result<()> {
     }
     let mut push = None;
     if image {
-        let cfg = emit::oci::ImageConfig {
-            tag: a.image.tag.clone(),
-            entrypoint: plan.entrypoint.clone(),
-            cmd: a.image.cmd.clone(),
-            env: a.image.env.clone(),
-            user: a.image.user.clone(),
-            workdir: a.image.workdir.clone(),
-        };
-        let set = emit::oci::build(&[(&plan, emit::oci::Platform::of(machine)?)], &cfg)?;
+        let cfg = &oci_config;
+        let set = emit::oci::build(&[(&plan, emit::oci::Platform::of(machine)?)], cfg)?;
         // What the image's layers weigh, known without more work.
         oci_layers = Some(
             set.images[0]

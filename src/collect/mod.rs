@@ -109,11 +109,31 @@ fn add_executable(
         return Ok(Some(sb));
     }
     let mut closure = resolver.resolve(path).map_err(|e| name_file(e, path))?;
+    crate::elf::check_runnable(path)?;
     let data = runtime::add_runtime_loads(resolver, &mut closure, &opts.nsswitch, &opts.gconv)
         .with_context(|| format!("{}: run-time libraries", path.display()))?;
     out.data_files.extend(data);
     out.closures.push(closure);
     Ok(None)
+}
+
+impl Collection {
+    /// Refuses shared libraries among the programs to run: a library without
+    /// PT_INTERP (unlike libc.so.6, which has one) cannot be started, so a
+    /// packed one could never run. `deps` accepts them, as ldd does.
+    pub fn refuse_libraries(&self) -> Result<()> {
+        for c in &self.closures {
+            if let Some(o) = c.objects.first()
+                && o.info.kind == crate::elf::Kind::SharedLibrary
+            {
+                bail!(
+                    "{}: a shared library, not a program (it has no PT_INTERP, so nothing can run it)",
+                    o.path.display()
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Checks a command-line program and makes its path absolute (lexically, so

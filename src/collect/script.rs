@@ -27,6 +27,16 @@ pub fn read_shebang(path: &Path, search_path: &str) -> Result<Option<Shebang>> {
         return Ok(None);
     }
     let line = head[2..].split(|&b| b == b'\n').next().unwrap_or_default();
+    if line.ends_with(b"\r") {
+        bail!(
+            "{}: its #! line ends in a carriage return (DOS line endings), so the kernel would look for an interpreter named {:?}; convert the file with dos2unix",
+            path.display(),
+            String::from_utf8_lossy(line)
+                .split([' ', '\t'])
+                .find(|w| !w.is_empty())
+                .unwrap_or_default()
+        );
+    }
     let line = String::from_utf8_lossy(line);
     // The kernel splits at the first blank: interpreter, then one argument.
     let line = line.trim();

@@ -244,6 +244,83 @@ fn is_static_pie(dynamic: &Option<Dynamic>) -> bool {
         .is_some_and(|d| d.info.flags_1 & dynamic::DF_1_PIE != 0 && d.info.needed_count == 0)
 }
 
+/// Refuses an ELF file the kernel could not start as a program, which
+/// [`parse`] alone lets through because the loader's search only needs the
+/// headers: a core dump or relocatable object, no loadable segment, a
+/// segment past the end of the file (truncated), or an entry point outside
+/// every segment (garbage program headers).
+pub fn check_runnable(path: &Path) -> Result<()> {
+    let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    // SAFETY: as in [`read`].
+    let map =
+        unsafe { Mmap::map(&file) }.with_context(|| format!("{}: cannot map", path.display()))?;
+    check_runnable_bytes(&map).with_context(|| path.display().to_string())
+}
+
+fn check_runnable_bytes(bytes: &[u8]) -> Result<()> {
+    let hdr = goblin::elf::Elf::parse_header(bytes)
+        .map_err(|e| NotElf(format!("truncated or malformed ELF header: {e}")))?;
+    match hdr.e_type {
+        header::ET_EXEC | header::ET_DYN => {}
+        header::ET_CORE => bail!("a core dump (ELF type CORE), not a program"),
+        header::ET_REL => bail!("an object file (ELF type REL), not a linked program"),
+        t => bail!("ELF type {} is not a program", header::et_to_str(t)),
+    }
+    let class64 = hdr.e_ident[header::EI_CLASS] == header::ELFCLASS64;
+    let want = if class64 { 56 } else { 32 };
+    if hdr.e_phentsize as usize != want {
+        bail!(
+            "malformed program headers: entries of {} bytes, not {want}",
+            hdr.e_phentsize
+        );
+    }
+    let ctx = goblin::container::Ctx::new(
+        if class64 {
+            goblin::container::Container::Big
+        } else {
+            goblin::container::Container::Little
+        },
+        goblin::container::Endian::Little,
+    );
+    let end = (hdr.e_phoff as usize).checked_add(hdr.e_phnum as usize * want);
+    if end.is_none_or(|e| e > bytes.len()) {
+        bail!(
+            "truncated: the program headers end past the file's {} bytes",
+            bytes.len()
+        );
+    }
+    let phdrs = ProgramHeader::parse(bytes, hdr.e_phoff as usize, hdr.e_phnum as usize, ctx)
+        .map_err(|e| anyhow!("malformed program headers: {e}"))?;
+    let loads: Vec<&ProgramHeader> = phdrs
+        .iter()
+        .filter(|p| p.p_type == program_header::PT_LOAD)
+        .collect();
+    if loads.is_empty() {
+        bail!("malformed program headers: no loadable segment (PT_LOAD)");
+    }
+    for (i, p) in loads.iter().enumerate() {
+        if p.p_filesz > p.p_memsz {
+            bail!("malformed program headers: segment {i} has more file bytes than memory");
+        }
+        let end = p.p_offset.checked_add(p.p_filesz);
+        if end.is_none_or(|e| e > bytes.len() as u64) {
+            bail!(
+                "truncated: loadable segment {i} ends at byte {} but the file has {} bytes",
+                end.map_or_else(|| "(overflow)".to_string(), |e| e.to_string()),
+                bytes.len()
+            );
+        }
+    }
+    let entry = hdr.e_entry;
+    if !loads
+        .iter()
+        .any(|p| entry >= p.p_vaddr && entry - p.p_vaddr < p.p_memsz)
+    {
+        bail!("malformed: the entry point {entry:#x} is outside every loadable segment");
+    }
+    Ok(())
+}
+
 fn c_string_at(bytes: &[u8], off: usize, max: usize) -> Result<String> {
     let Some(tail) = bytes.get(off..) else {
         bail!("string offset {off} is past the end");

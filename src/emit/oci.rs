@@ -41,6 +41,60 @@ fn sha256_hex(data: &[u8]) -> String {
         .collect()
 }
 
+/// Refuses a config the image could not start with, at pack time rather
+/// than at `podman run`: a relative working directory, a user or group name
+/// the image's /etc/passwd or /etc/group does not have (a numeric ID is
+/// always fine), an environment entry that is not `NAME=VALUE`.
+pub fn check_config(plan: &Plan, cfg: &ImageConfig) -> Result<()> {
+    if let Some(w) = &cfg.workdir
+        && !w.starts_with('/')
+    {
+        anyhow::bail!("--workdir {w}: must be an absolute path (runtimes refuse a relative one)");
+    }
+    if let Some(u) = &cfg.user {
+        let (user, group) = match u.split_once(':') {
+            Some((a, b)) => (a, Some(b)),
+            None => (u.as_str(), None),
+        };
+        check_id(plan, u, user, "/etc/passwd", "user")?;
+        if let Some(g) = group {
+            check_id(plan, u, g, "/etc/group", "group")?;
+        }
+    }
+    for e in &cfg.env {
+        crate::plan::bundle::env_var(e)?;
+    }
+    Ok(())
+}
+
+fn check_id(plan: &Plan, spec: &str, name: &str, file: &str, what: &str) -> Result<()> {
+    if name.is_empty() {
+        anyhow::bail!("--user {spec}: the {what} is empty");
+    }
+    if name.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(());
+    }
+    let text = match plan.nodes.get(Path::new(file)) {
+        Some(Node::Data { bytes, .. }) => String::from_utf8_lossy(bytes).into_owned(),
+        Some(Node::File { src, .. }) => std::fs::read_to_string(src).unwrap_or_default(),
+        _ => anyhow::bail!(
+            "--user {spec}: the image has no {file} to find the {what} {name:?} in; give a numeric ID"
+        ),
+    };
+    let names: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split(':').next())
+        .filter(|n| !n.is_empty() && !n.starts_with('#'))
+        .collect();
+    if !names.contains(&name) {
+        anyhow::bail!(
+            "--user {spec}: no {what} {name:?} in the image's {file} (it has {}); give a numeric ID or --host-users",
+            names.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// One content-addressed piece of an image.
 #[derive(Debug, Clone)]
 pub struct Blob {
@@ -336,6 +390,7 @@ impl Destination for Archive {
 
 /// Builds the image of `plan` for this machine and writes it as an archive.
 pub fn write_file(plan: &Plan, cfg: &ImageConfig, out: &Path, force: bool) -> Result<()> {
+    check_config(plan, cfg)?;
     let set = build(&[(plan, Platform::default())], cfg)?;
     Archive {
         out: out.to_path_buf(),

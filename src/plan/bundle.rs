@@ -148,9 +148,7 @@ pub fn add_run_time_files(
         launch.argv = script_launch(plan, col, program, sb, prefix, base, &tree)?;
     }
     for kv in user_env {
-        let Some((k, v)) = kv.split_once('=') else {
-            bail!("--env {kv}: expected NAME=VALUE");
-        };
+        let (k, v) = env_var(kv)?;
         launch.env.retain(|(name, _)| name != k);
         let v = if base == BUNDLE_TOKEN {
             v.to_string()
@@ -332,13 +330,37 @@ fn fix_elf(bytes: Vec<u8>, image_path: &Path, lib: &Path) -> Result<Vec<u8>> {
     }
 }
 
+/// Splits a `--env NAME=VALUE`, NAME being a portable variable name
+/// (`[A-Za-z_][A-Za-z0-9_]*`): anything else could not be set by a shell
+/// (and, written into `etc/elfpack.env`, would be shell code).
+pub fn env_var(spec: &str) -> Result<(&str, &str)> {
+    let Some((k, v)) = spec.split_once('=') else {
+        bail!("--env {spec:?}: expected NAME=VALUE");
+    };
+    if !valid_env_name(k) {
+        bail!(
+            "--env {spec:?}: {k:?} is not a variable name (letters, digits and _, not starting with a digit)"
+        );
+    }
+    Ok((k, v))
+}
+
+pub fn valid_env_name(k: &str) -> bool {
+    let mut b = k.bytes();
+    b.next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
 /// `PREFIX/etc/elfpack.env` for a `--prefix` bundle: POSIX shell that sets
 /// each variable unless it is set (`. PREFIX/etc/elfpack.env`).
 pub fn env_file(launch: &Launch) -> String {
     let mut out = String::from(
         "# Run-time settings of this elfpack bundle: `. THIS_FILE` before running its programs.\n",
     );
-    for (k, v) in &launch.env {
+    // Names are checked where they come in (`env_var`); one that is not a
+    // name never reaches the shell.
+    for (k, v) in launch.env.iter().filter(|(k, _)| valid_env_name(k)) {
         let quoted = v.replace('\'', "'\\''");
         out.push_str(&format!(
             "[ -n \"${{{k}+x}}\" ] || {{ {k}='{quoted}'; export {k}; }}\n"

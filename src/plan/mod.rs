@@ -300,6 +300,22 @@ impl Plan {
         layers
     }
 
+    /// Clears the set-user-ID and set-group-ID bits of every file, returning
+    /// the paths that had them: in an image the files belong to root (or to
+    /// whoever unpacks the tree), which the bits would make a privilege.
+    pub fn drop_setid(&mut self) -> Vec<PathBuf> {
+        let mut dropped = Vec::new();
+        for (path, node) in &mut self.nodes {
+            if let Node::File { mode, .. } | Node::Data { mode, .. } = node
+                && *mode & 0o6000 != 0
+            {
+                *mode &= !0o6000;
+                dropped.push(path.clone());
+            }
+        }
+        dropped
+    }
+
     /// Files (copied or generated) and the bytes they hold.
     pub fn totals(&self) -> (usize, u64) {
         self.nodes.values().fold((0, 0), |(n, b), node| match node {

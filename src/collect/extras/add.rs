@@ -19,6 +19,14 @@ impl Builder<'_> {
                 d.display()
             );
         }
+        if let Some(d) = &dest
+            && d.components().any(|c| c == std::path::Component::ParentDir)
+        {
+            bail!(
+                "--add {spec}: DEST {} must not contain '..' (give the path it means)",
+                d.display()
+            );
+        }
         let pattern = src.to_string_lossy();
         let srcs: Vec<PathBuf> = if pattern.contains(['*', '?', '[']) && !src.exists() {
             let mut v: Vec<PathBuf> = glob::glob(&pattern)
@@ -47,7 +55,14 @@ impl Builder<'_> {
                 }
             });
             if meta.is_dir() {
-                self.add_dir(&s, target.as_deref(), &source, 0)?;
+                let root = std::fs::canonicalize(&s)
+                    .with_context(|| format!("{}: cannot resolve", s.display()))?;
+                let tree = Tree {
+                    top: &s,
+                    root: &root,
+                    image_root: target.as_deref().unwrap_or(&s),
+                };
+                self.add_dir(&tree, &s, target.as_deref(), &source, 0)?;
             } else if meta.is_file() {
                 self.add_file(&s, target.as_deref(), &source);
             } else {
@@ -79,10 +94,13 @@ impl Builder<'_> {
         }
     }
 
-    /// Adds `dir` recursively: at its own path (symlinks kept as symlinks) or
-    /// copied under `dest` (symlinks followed).
+    /// Adds `dir` recursively, at its own path or copied under `dest`.
+    /// Symlinks stay symlinks when they point inside the added tree and are
+    /// refused when they leave it: following one could ship a host secret
+    /// (a link to /etc/shadow) as a regular file.
     fn add_dir(
         &mut self,
+        tree: &Tree,
         dir: &Path,
         dest: Option<&Path>,
         source: &str,
@@ -114,18 +132,37 @@ impl Builder<'_> {
             let name = entry.file_name().unwrap_or_default().to_owned();
             let lmeta = std::fs::symlink_metadata(&entry)?;
             let sub_dest = dest.map(|d| d.join(&name));
-            if lmeta.file_type().is_symlink() && dest.is_none() {
-                match std::fs::metadata(&entry) {
-                    Ok(_) => self.push(
-                        Item::HostPath(entry.clone()),
-                        source,
-                        "named on the command line",
-                    ),
-                    Err(_) => self.out.warnings.push(format!(
+            if lmeta.file_type().is_symlink() {
+                let target = std::fs::read_link(&entry)
+                    .with_context(|| format!("{}: cannot read the link", entry.display()))?;
+                let Ok(resolved) = std::fs::canonicalize(&entry) else {
+                    self.out.warnings.push(format!(
                         "{}: a dangling symlink, not shipped",
                         entry.display()
-                    )),
-                }
+                    ));
+                    continue;
+                };
+                let Ok(inside) = resolved.strip_prefix(tree.root) else {
+                    bail!(
+                        "{}: a symlink to {}, outside the added directory {}; elfpack does not follow it (--add what it points to by name if that should ship)",
+                        entry.display(),
+                        target.display(),
+                        tree.top.display()
+                    );
+                };
+                let target = if target.is_absolute() {
+                    tree.image_root.join(inside)
+                } else {
+                    target
+                };
+                self.push(
+                    Item::Symlink {
+                        dest: sub_dest.unwrap_or_else(|| entry.clone()),
+                        target,
+                    },
+                    source,
+                    "named on the command line",
+                );
                 continue;
             }
             let Ok(meta) = std::fs::metadata(&entry) else {
@@ -136,13 +173,21 @@ impl Builder<'_> {
                 continue;
             };
             if meta.is_dir() {
-                self.add_dir(&entry, sub_dest.as_deref(), source, depth + 1)?;
+                self.add_dir(tree, &entry, sub_dest.as_deref(), source, depth + 1)?;
             } else if meta.is_file() {
                 self.add_file(&entry, sub_dest.as_deref(), source);
             }
         }
         Ok(())
     }
+}
+
+/// A directory named by `--add`: as given, resolved, and where it goes in
+/// the image.
+struct Tree<'a> {
+    top: &'a Path,
+    root: &'a Path,
+    image_root: &'a Path,
 }
 
 /// `SRC[:DEST]`, DEST being what follows the last `:` when it is absolute

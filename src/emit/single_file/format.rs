@@ -37,6 +37,9 @@ pub const ENV_RECORD: &str = ".elfpack-env";
 /// the launcher execs, its first line being the program; the user's
 /// arguments follow.
 pub const ARGV_RECORD: &str = ".elfpack-argv";
+/// For a static program: the placeholders the launcher rewrites in the
+/// header's program record (this one), since the program has none.
+pub const STATIC_RECORD: &str = ".elfpack-static";
 /// More placeholders to overwrite, besides the header's two slots in the
 /// entry program: (record index u32, offset in its data u32) pairs.
 pub const PATCH_RECORD: &str = ".elfpack-patch";

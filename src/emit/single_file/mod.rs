@@ -118,13 +118,40 @@ pub fn write_single_file(
     let Some(program_data) = program_data else {
         bail!("{entry}: the program is not in the bundle")
     };
+    // A static program has no PT_INTERP or RPATH for the launcher to point
+    // at the cache: a stand-in record takes the placeholders the launcher
+    // rewrites, and the launcher execs the program (named by the entry
+    // record) as it is.
+    let placeholder = prefix.as_os_str().as_encoded_bytes();
+    let is_static = find(program_data, placeholder).is_none()
+        && crate::elf::parse(program_data).is_ok_and(|i| {
+            matches!(
+                i.kind,
+                crate::elf::Kind::Static | crate::elf::Kind::StaticPie
+            )
+        });
+    let stand_in = [placeholder, b"/lib/ld-\0", placeholder, b"/lib\0"].concat();
+    let slot_data: &[u8] = if is_static { &stand_in } else { program_data };
     let slot = |suffix: &str| -> Result<u32> {
         let needle = [prefix.as_os_str().as_encoded_bytes(), suffix.as_bytes()].concat();
-        let pos = find(program_data, &needle)
+        let pos = find(slot_data, &needle)
             .with_context(|| format!("{entry}: the placeholder for {suffix} is missing"))?;
         Ok(pos as u32)
     };
     let slots = [slot("/lib/ld-")?, slot("/lib\0")?];
+    if is_static {
+        records.push(Record {
+            kind: Kind::File,
+            mode: 0o400,
+            path: format::STATIC_RECORD,
+            data: &stand_in,
+        });
+    }
+    let program_record = if is_static {
+        format::STATIC_RECORD
+    } else {
+        entry_rel.as_str()
+    };
     records.push(Record {
         kind: Kind::File,
         mode: 0o400,
@@ -157,7 +184,7 @@ pub fn write_single_file(
     let (mut records, n_chunks) = order_for_chunks(records, compression);
     let program = records
         .iter()
-        .position(|r| r.path == entry_rel)
+        .position(|r| r.path == program_record)
         .expect("the program record survives ordering");
     // After ordering: the patch sites name records by their final index.
     // Appended, they join the last chunk.
