@@ -108,8 +108,12 @@ fn add_executable(
         }
         return Ok(Some(sb));
     }
+    // What the kernel needs first (it reads the program headers before
+    // anything the loader looks at), so broken headers get their own reason.
+    if crate::elf::has_elf_magic(path) {
+        crate::elf::check_runnable(path)?;
+    }
     let mut closure = resolver.resolve(path).map_err(|e| name_file(e, path))?;
-    crate::elf::check_runnable(path)?;
     let data = runtime::add_runtime_loads(resolver, &mut closure, &opts.nsswitch, &opts.gconv)
         .with_context(|| format!("{}: run-time libraries", path.display()))?;
     out.data_files.extend(data);
@@ -126,8 +130,16 @@ impl Collection {
             if let Some(o) = c.objects.first()
                 && o.info.kind == crate::elf::Kind::SharedLibrary
             {
+                let script = self.programs.iter().find(|p| {
+                    p.shebang.as_ref().is_some_and(|s| {
+                        s.interpreter == o.path || s.env_target.as_ref() == Some(&o.path)
+                    })
+                });
+                let via = script
+                    .map(|p| format!("{}: its #! interpreter ", p.path.display()))
+                    .unwrap_or_default();
                 bail!(
-                    "{}: a shared library, not a program (it has no PT_INTERP, so nothing can run it)",
+                    "{via}{}: a shared library, not a program (it has no PT_INTERP, so nothing can run it)",
                     o.path.display()
                 );
             }
