@@ -184,7 +184,10 @@ fn image_user_workdir_and_entrypoint_are_checked() {
             &["--user", "alice"][..],
             &["--user alice", "no user \"alice\"", "nonroot"][..],
         ),
-        (&["--user", "nonroot:no-such-group"], &["no group \"no-such-group\""]),
+        (
+            &["--user", "nonroot:no-such-group"],
+            &["no group \"no-such-group\""],
+        ),
         (&["--user", "alice", "--no-etc"], &["no /etc/passwd"]),
         (
             &["--workdir", "relative/dir"],
