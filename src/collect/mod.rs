@@ -12,6 +12,7 @@ pub mod dpkg;
 pub mod extras;
 pub mod locale_archive;
 pub mod options;
+pub mod package_data;
 pub mod runtime;
 pub mod script;
 pub mod trace;

@@ -80,6 +80,12 @@ pub struct ExtraArgs {
     /// Ship a compiled locale, e.g. C.UTF-8 (repeatable).
     #[arg(long, value_name = "NAME")]
     pub locale: Vec<String>,
+    /// Do not ship the run-time files of the programs' Debian packages (README "Package data").
+    #[arg(long)]
+    pub no_package_data: bool,
+    /// Also ship the run-time files of this installed Debian package (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub package: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -91,6 +97,10 @@ pub struct ExtraOptions {
     pub ca_certs: Option<Option<PathBuf>>,
     pub tzdata: bool,
     pub locales: Vec<String>,
+    /// Package data for the programs (README "Package data").
+    pub package_data: bool,
+    /// `--package` names.
+    pub packages: Vec<String>,
 }
 
 impl ExtraArgs {
@@ -102,6 +112,7 @@ impl ExtraArgs {
             || self.ca_certs.is_some()
             || self.tzdata
             || !self.locale.is_empty()
+            || !self.package.is_empty()
     }
 
     /// `trailing`: the command line's `-- ARGS`, which the default traced
@@ -136,6 +147,8 @@ impl ExtraArgs {
             ca_certs: self.ca_certs.clone(),
             tzdata: self.tzdata,
             locales: self.locale.clone(),
+            package_data: !self.no_package_data,
+            packages: self.package.clone(),
         })
     }
 }

@@ -27,7 +27,7 @@ pub fn report(extras: &Extras) -> String {
     for s in sources {
         let items: Vec<&Added> = extras.added.iter().filter(|a| a.source == s).collect();
         let _ = writeln!(out, "added by {s}: {} path(s)", items.len());
-        if items.len() > LIST_LIMIT && s != "--trace" {
+        if items.len() > LIST_LIMIT && s != "--trace" && !s.starts_with("package ") {
             let _ = writeln!(out, "  {} ... ({})", shown(&items[0].item), items[0].why);
             continue;
         }

@@ -19,6 +19,7 @@ use anyhow::{Context, Result};
 
 mod add;
 mod host_data;
+mod packages;
 mod traced;
 
 pub use host_data::normalize_locale;
@@ -123,6 +124,23 @@ pub fn collect(
     }
     for l in &e.locales {
         b.locale(l).with_context(|| format!("--locale {l}"))?;
+    }
+    if e.package_data || !e.packages.is_empty() {
+        let progs: Vec<PathBuf> = if e.package_data {
+            programs
+                .iter()
+                .map(|p| p.path.clone())
+                .chain(closures.iter().map(|c| c.program().path.clone()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let libs: Vec<PathBuf> = closures
+            .iter()
+            .flat_map(|c| c.objects.iter().skip(1))
+            .map(|o| o.path.clone())
+            .collect();
+        b.package_data(&progs, &libs, &e.packages)?;
     }
     Ok(b.out)
 }

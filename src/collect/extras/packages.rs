@@ -1,0 +1,48 @@
+//! Package data (`--no-package-data` turns it off, `--package NAME` adds a
+//! package): the files [`crate::collect::package_data`] selects ship here,
+//! ELF files among them with their closures.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use super::{Builder, Item, Role};
+use crate::collect::dpkg::Dpkg;
+use crate::collect::package_data;
+
+impl Builder<'_> {
+    pub(super) fn package_data(
+        &mut self,
+        programs: &[PathBuf],
+        libraries: &[PathBuf],
+        named: &[String],
+    ) -> Result<()> {
+        let db = match Dpkg::host() {
+            Ok(Some(db)) => db,
+            Ok(None) => {
+                if !named.is_empty() {
+                    anyhow::bail!("--package: this host has no dpkg database (/var/lib/dpkg/status)");
+                }
+                return Ok(());
+            }
+            Err(e) => {
+                self.out
+                    .warnings
+                    .push(format!("package data left out: {e:#}"));
+                return Ok(());
+            }
+        };
+        let selected = package_data::select(&db, programs, libraries, named)?;
+        for s in selected {
+            let source = format!("package {}", s.package);
+            let item = Item::HostPath(s.path.clone());
+            self.push_as(item, Role::Data, &source, s.why.clone());
+            if s.elf
+                && super::file_id(&s.path).is_some_and(|id| !self.known.contains(&id))
+            {
+                self.elf_closure(&s.path, s.runs, &source);
+            }
+        }
+        Ok(())
+    }
+}
