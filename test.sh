@@ -37,6 +37,7 @@ command -v cargo >/dev/null || { echo "test.sh: cargo not found (install Rust fi
 #   gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf gcc-powerpc64le-linux-gnu gcc-s390x-linux-gnu
 #   gcc-i686-linux-gnu           `elfpack patch` on 32-bit and big-endian files, run under
 #                                qemu-user with the cross compilers' sysroots (tests/patch_cross.rs)
+#   vim                          package data: vim's runtime from a FROM scratch image
 PACKAGES=(
   gcc g++ libc6-dev binutils make ca-certificates
   curl git sqlite3 openssl libc-bin
@@ -49,6 +50,7 @@ PACKAGES=(
   g++-aarch64-linux-gnu qemu-user-static
   gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf gcc-powerpc64le-linux-gnu gcc-s390x-linux-gnu
   gcc-i686-linux-gnu
+  vim
 )
 
 missing=()

@@ -287,11 +287,15 @@ pub fn select(
     let mut seen: HashSet<PathBuf> = HashSet::new();
     for p in chosen.order.clone() {
         let why = chosen.why[&p.id()].clone();
-        for listed in db.files(p)? {
+        let files = db.files(p)?;
+        // Directories ship only as leaves (/var/log/nginx): the others come
+        // with the files in them.
+        let parents: HashSet<&Path> = files.iter().filter_map(|f| f.parent()).collect();
+        for listed in &files {
             if listed == Path::new("/.") {
                 continue;
             }
-            let path = db.installed_path(p, &listed);
+            let path = db.installed_path(p, listed);
             if excluded(&path) || program_files.contains(&path) || in_dirs(&path, BIN_DIRS) {
                 continue;
             }
@@ -315,7 +319,10 @@ pub fn select(
                 }
             }
             if target_meta.is_dir() {
-                if !meta.is_symlink() && seen.insert(path.clone()) {
+                if !meta.is_symlink()
+                    && !parents.contains(listed.as_path())
+                    && seen.insert(path.clone())
+                {
                     out.push(Selected {
                         path,
                         package: p.id(),

@@ -1,0 +1,218 @@
+//! Package data (README "Package data"): real Debian programs packed with
+//! plain defaults run from a `FROM scratch` image under podman, as root and
+//! as uid 65532, using files no ELF header names (perl's POSIX, python's
+//! standard library, vim's syntax files, the JVM's lib/). Negative control:
+//! the same vim with `--no-package-data` finds no syntax file.
+//!
+//! The programs come from test.sh's apt packages (perl-base is essential).
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::{describe, elfpack, require_root, text, workdir};
+
+/// An image tag removed when dropped, also when the test fails.
+struct Image(String);
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        let _ = Command::new("podman").args(["rmi", "-f", &self.0]).output();
+    }
+}
+
+/// Packs `prog` (plus `extra` options) into an OCI archive and loads it.
+fn image(prog: &str, tag: &str, extra: &[&str]) -> Image {
+    let w = workdir();
+    let tar = w.path().join("image.tar");
+    let full = format!("localhost/{tag}:test");
+    let o = elfpack()
+        .arg(prog)
+        .arg("--oci")
+        .arg(&tar)
+        .args(["--tag", &format!("{tag}:test"), "--no-layer-size"])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "elfpack {prog}: {}", describe(&o));
+    let img = Image(full);
+    let o = Command::new("podman")
+        .arg("load")
+        .arg("-i")
+        .arg(&tar)
+        .output()
+        .expect("podman is installed (test.sh installs it)");
+    assert!(o.status.success(), "podman load: {}", describe(&o));
+    img
+}
+
+/// `podman run` of the image as `user`, with the ulimits DEVELOPERS.md gives.
+fn run(img: &Image, user: &str, args: &[&str]) -> Output {
+    let hard = text(
+        &Command::new("sh")
+            .args(["-c", "ulimit -Hn"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .trim()
+    .to_string();
+    Command::new("podman")
+        .args(["--runtime", "/usr/sbin/runc", "run", "--rm", "--network=none"])
+        .args(["--ulimit", &format!("nofile={hard}:{hard}")])
+        .args(["--ulimit", "nproc=4096:4096", "--user", user])
+        .arg(&img.0)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Runs `args` as root and as 65532; both must print `want`.
+fn runs_as_both(img: &Image, args: &[&str], want: &str) {
+    for user in ["0", "65532"] {
+        let o = run(img, user, args);
+        assert!(
+            o.status.success(),
+            "{} as {user}: {}",
+            img.0,
+            describe(&o)
+        );
+        assert_eq!(text(&o.stdout), want, "{} as {user}: {}", img.0, describe(&o));
+    }
+}
+
+#[test]
+fn perl_with_posix_and_list_util() {
+    if !require_root("podman, perl") {
+        return;
+    }
+    let img = image("/usr/bin/perl", "elfpack-pkgdata-perl", &[]);
+    runs_as_both(
+        &img,
+        &[
+            "-MPOSIX",
+            "-MList::Util=sum",
+            "-e",
+            "print sum(1,2), q( ), POSIX::floor(2.5), qq(\\n)",
+        ],
+        "3 2\n",
+    );
+}
+
+#[test]
+fn debian_python3_imports_its_standard_library() {
+    if !require_root("podman, python3") {
+        return;
+    }
+    // Debian's python3, not one a version manager put first on PATH.
+    let img = image("/usr/bin/python3", "elfpack-pkgdata-python3", &[]);
+    runs_as_both(&img, &["-c", common::PY_CODE], "1\n");
+}
+
+const VIM_ARGS: &[&str] = &[
+    "--clean",
+    "-es",
+    "-c",
+    "syntax on",
+    "-c",
+    "e /tmp/x.c",
+    "-c",
+    "put =b:current_syntax",
+    "-c",
+    "w",
+    "-c",
+    "%p",
+    "-c",
+    "qa!",
+];
+
+#[test]
+fn vim_with_syntax_writes_a_file() {
+    if !require_root("podman, vim") {
+        return;
+    }
+    let img = image("/usr/bin/vim", "elfpack-pkgdata-vim", &[]);
+    // The filetype is detected and c.vim's syntax loaded from vim-runtime,
+    // then the buffer is written to /tmp and printed.
+    runs_as_both(&img, VIM_ARGS, " \nc\n");
+    // Without package data there is no runtime: no syntax, vim fails.
+    let bare = image(
+        "/usr/bin/vim",
+        "elfpack-pkgdata-vim-bare",
+        &["--no-package-data"],
+    );
+    let o = run(&bare, "0", VIM_ARGS);
+    assert!(!o.status.success(), "{}", describe(&o));
+}
+
+#[test]
+fn java_from_the_jdk_directory() {
+    if !require_root("podman, java") {
+        return;
+    }
+    let img = image("/usr/bin/java", "elfpack-pkgdata-java", &[]);
+    for user in ["0", "65532"] {
+        let o = run(&img, user, &["-version"]);
+        assert!(o.status.success(), "java as {user}: {}", describe(&o));
+        assert!(
+            text(&o.stderr).contains("OpenJDK"),
+            "java as {user}: {}",
+            describe(&o)
+        );
+    }
+}
+
+/// `deps` names each package file with its package and why; a program no
+/// package owns brings none; C services stay minimal.
+#[test]
+fn deps_lists_package_files_and_reasons() {
+    let o = elfpack().args(["deps", "/usr/bin/perl"]).output().unwrap();
+    assert!(o.status.success(), "{}", describe(&o));
+    let out = text(&o.stdout);
+    assert!(
+        out.lines().any(|l| l.contains("/perl-base/POSIX.pm")
+            && l.contains("[owns /usr/bin/perl]")),
+        "{out}"
+    );
+    assert!(out.contains("added by package perl-base:"), "{out}");
+    assert!(!out.contains("/usr/share/doc/"), "{out}");
+    assert!(!out.contains("/usr/share/man/"), "{out}");
+    // Off switch.
+    let o = elfpack()
+        .args(["deps", "--no-package-data", "/usr/bin/perl"])
+        .output()
+        .unwrap();
+    assert!(!text(&o.stdout).contains("added by package"), "{}", describe(&o));
+    // --package adds one, and an unknown name is one clear error.
+    let w = workdir();
+    let hello = common::compile(w.path(), "hello.c", &[]);
+    let o = elfpack()
+        .arg("deps")
+        .arg(&hello)
+        .output()
+        .unwrap();
+    assert!(!text(&o.stdout).contains("added by package"), "{}", describe(&o));
+    let o = elfpack()
+        .arg("deps")
+        .arg(&hello)
+        .args(["--package", "tzdata"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&o.stdout).contains("/usr/share/zoneinfo/Europe/Paris"),
+        "{}",
+        describe(&o)
+    );
+    let o = elfpack()
+        .arg("deps")
+        .arg(&hello)
+        .args(["--package", "no-such-package-here"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("--package no-such-package-here"),
+        "{}",
+        describe(&o)
+    );
+}
