@@ -58,7 +58,13 @@ fn run(img: &Image, user: &str, args: &[&str]) -> Output {
     .trim()
     .to_string();
     Command::new("podman")
-        .args(["--runtime", "/usr/sbin/runc", "run", "--rm", "--network=none"])
+        .args([
+            "--runtime",
+            "/usr/sbin/runc",
+            "run",
+            "--rm",
+            "--network=none",
+        ])
         .args(["--ulimit", &format!("nofile={hard}:{hard}")])
         .args(["--ulimit", "nproc=4096:4096", "--user", user])
         .arg(&img.0)
@@ -71,13 +77,14 @@ fn run(img: &Image, user: &str, args: &[&str]) -> Output {
 fn runs_as_both(img: &Image, args: &[&str], want: &str) {
     for user in ["0", "65532"] {
         let o = run(img, user, args);
-        assert!(
-            o.status.success(),
+        assert!(o.status.success(), "{} as {user}: {}", img.0, describe(&o));
+        assert_eq!(
+            text(&o.stdout),
+            want,
             "{} as {user}: {}",
             img.0,
             describe(&o)
         );
-        assert_eq!(text(&o.stdout), want, "{} as {user}: {}", img.0, describe(&o));
     }
 }
 
@@ -170,8 +177,8 @@ fn deps_lists_package_files_and_reasons() {
     assert!(o.status.success(), "{}", describe(&o));
     let out = text(&o.stdout);
     assert!(
-        out.lines().any(|l| l.contains("/perl-base/POSIX.pm")
-            && l.contains("[owns /usr/bin/perl]")),
+        out.lines()
+            .any(|l| l.contains("/perl-base/POSIX.pm") && l.contains("[owns /usr/bin/perl]")),
         "{out}"
     );
     assert!(out.contains("added by package perl-base:"), "{out}");
@@ -182,16 +189,20 @@ fn deps_lists_package_files_and_reasons() {
         .args(["deps", "--no-package-data", "/usr/bin/perl"])
         .output()
         .unwrap();
-    assert!(!text(&o.stdout).contains("added by package"), "{}", describe(&o));
+    assert!(
+        !text(&o.stdout).contains("added by package"),
+        "{}",
+        describe(&o)
+    );
     // --package adds one, and an unknown name is one clear error.
     let w = workdir();
     let hello = common::compile(w.path(), "hello.c", &[]);
-    let o = elfpack()
-        .arg("deps")
-        .arg(&hello)
-        .output()
-        .unwrap();
-    assert!(!text(&o.stdout).contains("added by package"), "{}", describe(&o));
+    let o = elfpack().arg("deps").arg(&hello).output().unwrap();
+    assert!(
+        !text(&o.stdout).contains("added by package"),
+        "{}",
+        describe(&o)
+    );
     let o = elfpack()
         .arg("deps")
         .arg(&hello)

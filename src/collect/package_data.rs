@@ -25,7 +25,8 @@
 //!    loader's directories (the ELF closure decides those), other programs
 //!    (except those in the packed program's own directory when it is not a
 //!    shared bin directory: initdb runs the postgres beside it), and
-//!    scripts whose interpreter is not in the image.
+//!    scripts whose interpreter is not in the image; and what elfpack's own
+//!    options govern (gconv modules, compiled locales, the generated /etc).
 //!
 //! This module only selects; [`crate::collect::extras`] ships the files and
 //! the closures of the ELF files among them.
@@ -121,6 +122,16 @@ const EXCLUDED_TREES: &[&str] = &[
     "/etc/default",
     "/usr/share/debhelper",
     "/usr/share/dh-python",
+    // Governed by elfpack's own options: --gconv, --locale, the generated /etc.
+    "/usr/lib/x86_64-linux-gnu/gconv",
+    "/usr/lib/locale",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/shadow",
+    "/etc/gshadow",
+    "/etc/nsswitch.conf",
+    "/etc/hosts",
+    "/etc/ld.so.cache",
 ];
 
 /// Whether `p` is something no program uses at run time.
@@ -128,7 +139,10 @@ pub fn excluded(p: &Path) -> bool {
     if EXCLUDED_TREES.iter().any(|t| p.starts_with(t)) {
         return true;
     }
-    let name = p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     // Static and libtool libraries, compiled translations anywhere.
     name.ends_with(".a") || name.ends_with(".la") || name.ends_with(".mo")
 }
@@ -139,7 +153,10 @@ fn in_dirs(p: &Path, dirs: &[&str]) -> bool {
 }
 
 fn is_shared_object_name(p: &Path) -> bool {
-    let n = p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let n = p
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     n.ends_with(".so") || n.contains(".so.")
 }
 
@@ -198,7 +215,11 @@ impl<'a> Chosen<'a> {
                     let Some(q) = self.db.satisfy(&g) else {
                         continue;
                     };
-                    let verb = if recommends { "recommends" } else { "depends on" };
+                    let verb = if recommends {
+                        "recommends"
+                    } else {
+                        "depends on"
+                    };
                     if q.source().0 == src {
                         self.add(q, format!("{} {verb} it (same source {src})", p.name));
                     } else if !recommends && is_data_package(self.db, q) {
@@ -215,7 +236,10 @@ impl<'a> Chosen<'a> {
         while let Some(p) = stack.pop() {
             for q in self.db.dependencies(p) {
                 if !self.why.contains_key(&q.id()) && is_data_package(self.db, q) {
-                    self.add(q, format!("{} depends on it (a data package) [{via}]", p.name));
+                    self.add(
+                        q,
+                        format!("{} depends on it (a data package) [{via}]", p.name),
+                    );
                     stack.push(q);
                 }
             }

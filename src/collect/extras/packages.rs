@@ -21,7 +21,9 @@ impl Builder<'_> {
             Ok(Some(db)) => db,
             Ok(None) => {
                 if !named.is_empty() {
-                    anyhow::bail!("--package: this host has no dpkg database (/var/lib/dpkg/status)");
+                    anyhow::bail!(
+                        "--package: this host has no dpkg database (/var/lib/dpkg/status)"
+                    );
                 }
                 return Ok(());
             }
@@ -37,9 +39,7 @@ impl Builder<'_> {
             let source = format!("package {}", s.package);
             let item = Item::HostPath(s.path.clone());
             self.push_as(item, Role::Data, &source, s.why.clone());
-            if s.elf
-                && super::file_id(&s.path).is_some_and(|id| !self.known.contains(&id))
-            {
+            if s.elf && super::file_id(&s.path).is_some_and(|id| !self.known.contains(&id)) {
                 self.elf_closure(&s.path, s.runs, &source);
             }
         }
