@@ -27,6 +27,8 @@
 //!    shared bin directory: initdb runs the postgres beside it), and
 //!    scripts whose interpreter is not in the image; and what elfpack's own
 //!    options govern (gconv modules, compiled locales, the generated /etc).
+//! 4. Files no package lists in a directory only chosen packages own: what
+//!    their maintainer scripts generated (graphviz's plugin config).
 //!
 //! This module only selects; [`crate::collect::extras`] ships the files and
 //! the closures of the ELF files among them.
@@ -143,8 +145,12 @@ pub fn excluded(p: &Path) -> bool {
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
-    // Static and libtool libraries, compiled translations anywhere.
-    name.ends_with(".a") || name.ends_with(".la") || name.ends_with(".mo")
+    // Static libraries and compiled translations anywhere; libtool files
+    // only beside the loader's libraries (in a plugin directory libltdl
+    // finds the plugins through them: ImageMagick's coders).
+    name.ends_with(".a")
+        || name.ends_with(".mo")
+        || (name.ends_with(".la") && in_dirs(p, LOADER_DIRS))
 }
 
 fn in_dirs(p: &Path, dirs: &[&str]) -> bool {
@@ -405,6 +411,42 @@ pub fn select(
                     runs,
                 });
             }
+        }
+    }
+    // Files a maintainer script generated (graphviz's config6a) live in the
+    // package's own directories but no package lists them: ship the regular
+    // files of every directory whose owners are all chosen packages.
+    let dirs: std::collections::BTreeSet<PathBuf> = out
+        .iter()
+        .filter(|s| !s.is_dir)
+        .filter_map(|s| s.path.parent().map(Path::to_path_buf))
+        .collect();
+    for d in dirs {
+        let owners = db.owners(&d);
+        if owners.is_empty() || !owners.iter().all(|o| chosen.why.contains_key(&o.id())) {
+            continue;
+        }
+        let Ok(rd) = std::fs::read_dir(db.in_root(&d)) else {
+            continue;
+        };
+        let mut names: Vec<_> = rd.flatten().map(|e| e.file_name()).collect();
+        names.sort();
+        for n in names {
+            let path = d.join(&n);
+            let host = db.in_root(&path);
+            let is_file = std::fs::symlink_metadata(&host).is_ok_and(|m| m.is_file());
+            if !is_file || seen.contains(&path) || excluded(&path) || !db.owners(&path).is_empty() {
+                continue;
+            }
+            seen.insert(path.clone());
+            out.push(Selected {
+                path,
+                package: owners[0].id(),
+                why: format!("in {}'s own directory, generated there (no package lists it)", owners[0].name),
+                is_dir: false,
+                elf: false,
+                runs: false,
+            });
         }
     }
     Ok(out)

@@ -34,7 +34,25 @@ impl Builder<'_> {
                 return Ok(());
             }
         };
-        let selected = package_data::select(&db, programs, libraries, named)?;
+        let before = self.out.added.len();
+        self.ship_package_data(package_data::select(&db, programs, libraries, named)?);
+        // Libraries the shipped plugins link to bring their data packages too
+        // (graphviz's pango plugin -> libfontconfig1 -> fontconfig-config).
+        let more: Vec<PathBuf> = self.out.added[before..]
+            .iter()
+            .filter(|a| matches!(a.role, Role::Library(_)))
+            .filter_map(|a| match &a.item {
+                Item::HostPath(p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect();
+        if !more.is_empty() {
+            self.ship_package_data(package_data::select(&db, &[], &more, &[])?);
+        }
+        Ok(())
+    }
+
+    fn ship_package_data(&mut self, selected: Vec<package_data::Selected>) {
         for s in selected {
             let source = format!("package {}", s.package);
             let item = Item::HostPath(s.path.clone());
@@ -43,6 +61,5 @@ impl Builder<'_> {
                 self.elf_closure(&s.path, s.runs, &source);
             }
         }
-        Ok(())
     }
 }
