@@ -283,12 +283,17 @@ impl Dpkg {
     /// An installed package by `name` or `name:arch`; for a bare name the
     /// native (or `all`) instance first.
     pub fn package(&self, name: &str) -> Option<&Package> {
+        self.package_index(name).map(|i| &self.packages[i])
+    }
+
+    /// [`Self::package`]'s index in [`Self::packages`].
+    fn package_index(&self, name: &str) -> Option<usize> {
         let (n, arch) = match name.split_once(':') {
             Some((n, a)) => (n, Some(a)),
             None => (name, None),
         };
         let cands = self.by_name.get(n)?;
-        let mut best: Option<&Package> = None;
+        let mut best: Option<usize> = None;
         for &i in cands {
             let p = &self.packages[i];
             if !p.installed() {
@@ -302,7 +307,7 @@ impl Dpkg {
             }
             let native = p.arch == self.native_arch || p.arch == "all";
             if best.is_none() || native {
-                best = Some(p);
+                best = Some(i);
                 if native {
                     break;
                 }
@@ -421,6 +426,147 @@ impl Dpkg {
             out.push((path, sum));
         }
         Ok(out)
+    }
+
+    /// [`Self::owners`] for several paths at once. Before the index exists
+    /// this scans every `.list` once for just these paths, which costs a
+    /// fraction of building the index: packing a program no package owns
+    /// asks only about its libraries.
+    pub fn owners_of(&self, paths: &[PathBuf]) -> Vec<Vec<&Package>> {
+        if self.owners.get().is_some() {
+            return paths.iter().map(|p| self.owners(p)).collect();
+        }
+        if let Some(v) = self.owners_by_guess(paths) {
+            return v;
+        }
+        // Keys as owners() tries them: aliased as given, then resolved.
+        let mut keys: HashMap<Vec<u8>, Vec<(usize, u8)>> = HashMap::new();
+        for (i, p) in paths.iter().enumerate() {
+            let a = self.alias(p).into_os_string();
+            keys.entry(a.as_bytes().to_vec()).or_default().push((i, 0));
+            if let Some(c) = self.canonical_parent(p) {
+                keys.entry(c.into_os_string().as_bytes().to_vec())
+                    .or_default()
+                    .push((i, 1));
+            }
+        }
+        // Per path: owners found under each of its two keys.
+        let mut found: Vec<[Vec<u32>; 2]> = vec![[Vec::new(), Vec::new()]; paths.len()];
+        let mut buf = Vec::new();
+        for (pi, p) in self.packages.iter().enumerate() {
+            if !p.installed() {
+                continue;
+            }
+            buf.clear();
+            let Ok(mut f) = std::fs::File::open(self.info_file(p, "list")) else {
+                continue;
+            };
+            if std::io::Read::read_to_end(&mut f, &mut buf).is_err() {
+                continue;
+            }
+            for line in buf.split(|&b| b == b'\n') {
+                if line.is_empty() {
+                    continue;
+                }
+                let mut key: std::borrow::Cow<[u8]> = line.into();
+                if let Some(d) = self
+                    .diversions
+                    .iter()
+                    .find(|d| d.from.as_os_str().as_bytes() == line)
+                    && d.by.as_deref() != Some(p.name.as_str())
+                {
+                    key = d.to.as_os_str().as_bytes().to_vec().into();
+                }
+                if let Some(a) = self.alias_bytes(&key) {
+                    key = a.into();
+                }
+                if let Some(hits) = keys.get(key.as_ref()) {
+                    for &(i, k) in hits {
+                        let v = &mut found[i][k as usize];
+                        if v.last() != Some(&(pi as u32)) {
+                            v.push(pi as u32);
+                        }
+                    }
+                }
+            }
+        }
+        found
+            .into_iter()
+            .zip(paths)
+            .map(|([given, resolved], path)| {
+                let v = if !given.is_empty() { given } else { resolved };
+                if !v.is_empty() {
+                    return v.iter().map(|&i| &self.packages[i as usize]).collect();
+                }
+                match self.alternative(path) {
+                    Some(alt) if alt.target != *path => self
+                        .owners_of(std::slice::from_ref(&alt.target))
+                        .pop()
+                        .unwrap_or_default(),
+                    _ => Vec::new(),
+                }
+            })
+            .collect()
+    }
+
+    /// Answers without reading every `.list` when it can: a shared library's
+    /// package is named after its SONAME (Debian policy 8.1: libfoo.so.3 is
+    /// in libfoo3, libfoo2.so.1 in libfoo2-1), the loader and libm are in
+    /// libc's package, and no package installs outside the FHS's package
+    /// directories (a user's build under /home, /work or /usr/local). Each
+    /// guess is checked against the package's own list; `None` when a
+    /// question stays open.
+    fn owners_by_guess(&self, paths: &[PathBuf]) -> Option<Vec<Vec<&Package>>> {
+        const PACKAGE_DIRS: &[&str] = &[
+            "/bin", "/boot", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/opt", "/sbin",
+            "/usr", "/var",
+        ];
+        const NEVER: &[&str] = &["/usr/local", "/var/local", "/var/tmp", "/var/lib/dpkg"];
+        let mut lists: HashMap<usize, Vec<u8>> = HashMap::new();
+        let mut out = Vec::new();
+        for path in paths {
+            let real = self.canonical_parent(path)?;
+            let packaged = |p: &Path| {
+                PACKAGE_DIRS.iter().any(|d| p.starts_with(d))
+                    && !NEVER.iter().any(|d| p.starts_with(d))
+            };
+            if !packaged(path) && !packaged(&real) {
+                out.push(Vec::new());
+                continue;
+            }
+            let name = real.file_name()?.to_string_lossy().into_owned();
+            let (stem, ver) = name.split_once(".so.")?;
+            let ver = ver.split('.').next().unwrap_or("");
+            let stem = stem.to_ascii_lowercase().replace('_', "-");
+            let guess = if stem.ends_with(|c: char| c.is_ascii_digit()) {
+                format!("{stem}-{ver}")
+            } else {
+                format!("{stem}{ver}")
+            };
+            let mut cands: Vec<usize> = Vec::new();
+            for n in [guess.as_str(), "libc6"] {
+                if let Some(i) = self.package_index(n) {
+                    cands.push(i);
+                }
+            }
+            let key = self.alias(&real).into_os_string();
+            let mut hit = None;
+            for i in cands {
+                let list = lists.entry(i).or_insert_with(|| {
+                    std::fs::read(self.info_file(&self.packages[i], "list")).unwrap_or_default()
+                });
+                let listed = list.split(|&b| b == b'\n').any(|l| {
+                    let a = self.alias_bytes(l);
+                    a.as_deref().unwrap_or(l) == key.as_bytes()
+                });
+                if listed {
+                    hit = Some(&self.packages[i]);
+                    break;
+                }
+            }
+            out.push(vec![hit?]);
+        }
+        Some(out)
     }
 
     /// The packages owning `path` (usually one; directories have many), as

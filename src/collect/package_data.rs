@@ -271,14 +271,23 @@ pub fn select(
     let mut program_files: HashSet<PathBuf> = HashSet::new();
     let mut program_names: HashSet<String> = HashSet::new();
     let mut own_dirs: HashSet<PathBuf> = HashSet::new();
+    // Every ownership question of rules 1 and 2 in one pass over the lists.
+    let mut asked: Vec<PathBuf> = Vec::new();
     for p in programs {
         let real = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
-        for q in [p, &real] {
+        asked.push(p.clone());
+        asked.push(real);
+    }
+    asked.extend(libraries.iter().cloned());
+    let answers = db.owners_of(&asked);
+    for (k, p) in programs.iter().enumerate() {
+        let real = &asked[2 * k + 1];
+        for (j, q) in [p, real].into_iter().enumerate() {
             program_files.insert(q.clone());
             if let Some(n) = q.file_name() {
                 program_names.insert(n.to_string_lossy().into_owned());
             }
-            for o in db.owners(q) {
+            for o in &answers[2 * k + j] {
                 chosen.add(o, format!("owns {}", q.display()));
             }
         }
@@ -302,8 +311,8 @@ pub fn select(
     }
     // Rule 2: libraries bring their data packages.
     let mut lib_pkgs: Vec<(&Package, &PathBuf)> = Vec::new();
-    for l in libraries {
-        if let Some(o) = db.owner(l)
+    for (l, owners) in libraries.iter().zip(&answers[2 * programs.len()..]) {
+        if let Some(&o) = owners.first()
             && !lib_pkgs.iter().any(|(p, _)| p.id() == o.id())
         {
             lib_pkgs.push((o, l));
@@ -442,7 +451,10 @@ pub fn select(
             out.push(Selected {
                 path,
                 package: owners[0].id(),
-                why: format!("in {}'s own directory, generated there (no package lists it)", owners[0].name),
+                why: format!(
+                    "in {}'s own directory, generated there (no package lists it)",
+                    owners[0].name
+                ),
                 is_dir: false,
                 elf: false,
                 runs: false,
