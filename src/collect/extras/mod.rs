@@ -125,7 +125,9 @@ pub fn collect(
     for l in &e.locales {
         b.locale(l).with_context(|| format!("--locale {l}"))?;
     }
-    if e.package_data || !e.packages.is_empty() {
+    // Package data reads the build host's dpkg database: not a sysroot's (yet).
+    let on_host = b.resolver.root() == Path::new("/");
+    if on_host && (e.package_data || !e.packages.is_empty()) {
         let progs: Vec<PathBuf> = if e.package_data {
             programs
                 .iter()
