@@ -209,7 +209,11 @@ fn nginx_config_test_runs_from_scratch_with_its_write_dirs() {
         describe(&o)
     );
     // Control: the ELF closure alone has no config and no /run.
-    let bare = Image::pack("elfpack-real-nginx-bare", &["/usr/sbin/nginx"], &[]);
+    let bare = Image::pack(
+        "elfpack-real-nginx-bare",
+        &["/usr/sbin/nginx", "--no-package-data"],
+        &[],
+    );
     let o = bare.run(None, &[], &["-t"]);
     assert!(!o.status.success(), "{}", describe(&o));
 }

@@ -92,7 +92,7 @@ fn python_traced_as_a_single_file_runs_its_imports() {
     let o = s.run(&[("PYTHONHOME", "/nowhere")], &["-c", PY_CODE]);
     assert!(!o.status.success(), "{}", describe(&o));
 
-    let bare = Single::pack("python3", &["/usr/bin/python3"], &[]);
+    let bare = Single::pack("python3", &["/usr/bin/python3", "--no-package-data"], &[]);
     let o = bare.run(&[], &["-c", PY_CODE]);
     assert!(
         !o.status.success(),

@@ -78,8 +78,8 @@ fn python_with_trace_runs_its_imports() {
     assert!(d.has("/usr/lib/python3.11/lib-dynload/_ssl.cpython-311-x86_64-linux-gnu.so"));
     assert!(d.has("/lib/x86_64-linux-gnu/libssl.so.3"));
 
-    // Control: without --trace the interpreter has no standard library.
-    let bare = Tree::pack(&["/usr/bin/python3"], &[]);
+    // Control: without --trace (and package data) the interpreter has no standard library.
+    let bare = Tree::pack(&["/usr/bin/python3", "--no-package-data"], &[]);
     let o = bare.run(&[], &["/usr/bin/python3", "-c", PY_CODE]);
     assert!(
         !o.status.success(),
@@ -112,6 +112,7 @@ fn deps_reports_what_the_trace_added_and_why() {
     let o = elfpack(&[
         "deps",
         "/usr/bin/python3",
+        "--no-package-data",
         "--trace",
         "--trace-stdin",
         code.to_str().unwrap(),

@@ -53,12 +53,32 @@ impl Builder<'_> {
     }
 
     fn ship_package_data(&mut self, selected: Vec<package_data::Selected>) {
+        let warned = self.out.warnings.len();
+        // A plugin that needs a library its program loads by path first
+        // (the JVM's lib/*.so and lib/server/libjvm.so) is fine when that
+        // library ships too: no warning then.
+        let shipped: Vec<String> = selected
+            .iter()
+            .filter_map(|s| s.path.file_name())
+            .map(|n| format!("library {} needed by", n.to_string_lossy()))
+            .collect();
         for s in selected {
             let source = format!("package {}", s.package);
             let item = Item::HostPath(s.path.clone());
             self.push_as(item, Role::Data, &source, s.why.clone());
             if s.elf && super::file_id(&s.path).is_some_and(|id| !self.known.contains(&id)) {
                 self.elf_closure(&s.path, s.runs, &source);
+            }
+        }
+        let mut i = warned;
+        while i < self.out.warnings.len() {
+            if shipped
+                .iter()
+                .any(|n| self.out.warnings[i].contains(n.as_str()))
+            {
+                self.out.warnings.remove(i);
+            } else {
+                i += 1;
             }
         }
     }
