@@ -36,23 +36,7 @@ fn image(prog: &str, tag: &str, extra: &[&str]) -> Image {
         .unwrap();
     assert!(o.status.success(), "elfpack {prog}: {}", describe(&o));
     let img = Image(full);
-    // Loads running in parallel (these tests) can race in podman's storage
-    // ("layer not known"); a second try succeeds.
-    let mut o = None;
-    for _ in 0..3 {
-        let r = Command::new("podman")
-            .arg("load")
-            .arg("-i")
-            .arg(&tar)
-            .output()
-            .expect("podman is installed (test.sh installs it)");
-        let done = r.status.success() || !text(&r.stderr).contains("layer not known");
-        o = Some(r);
-        if done {
-            break;
-        }
-    }
-    let o = o.unwrap();
+    let o = common::podman_load(&tar);
     assert!(o.status.success(), "podman load: {}", describe(&o));
     img
 }

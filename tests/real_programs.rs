@@ -44,7 +44,7 @@ impl Image {
 
     /// `podman load -i TAR` of an archive tagged NAME:test.
     fn load(tar: &Path, name: &str) -> Image {
-        let l = podman(&["load", "-i", tar.to_str().unwrap()]);
+        let l = common::podman_load(tar);
         assert!(l.status.success(), "podman load: {}", describe(&l));
         Image(format!("localhost/{name}:test"))
     }

@@ -533,3 +533,23 @@ impl Drop for TlsServer {
         let _ = self.child.wait();
     }
 }
+
+/// `podman load -i TAR`. Images share their C runtime layer, and loads that
+/// run in parallel (tests in one file) can race in podman's storage on that
+/// layer ("layer not known"); that race, and only it, is retried.
+#[allow(dead_code)]
+pub fn podman_load(tar: &Path) -> Output {
+    let mut attempt = 0;
+    loop {
+        let r = Command::new("podman")
+            .arg("load")
+            .arg("-i")
+            .arg(tar)
+            .output()
+            .expect("podman is installed (test.sh installs it)");
+        attempt += 1;
+        if r.status.success() || !text(&r.stderr).contains("layer not known") || attempt == 3 {
+            return r;
+        }
+    }
+}
