@@ -470,6 +470,16 @@ enum Cleanup {
     EmptyDir,
 }
 
+/// Set once SIGINT/SIGTERM arrived: writers stop creating files, so the
+/// handler's removal of their temporaries is not raced by new ones.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the process was told to stop: a writer that loops over many
+/// files checks it before each one.
+pub fn stopping() -> bool {
+    STOPPING.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// What to remove if the process is told to stop, newest last.
 static PENDING: Mutex<Vec<(PathBuf, Cleanup)>> = Mutex::new(Vec::new());
 
@@ -506,8 +516,12 @@ fn install_handler() {
     };
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
-            // Held to the end: nothing registers or writes a new temporary.
+            // Held to the end: nothing registers a new temporary, and a
+            // writer that gives up blocks in its cleanup until we exit.
             let pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
+            STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
+            // Let a writer finish the file it is on and see the flag.
+            std::thread::sleep(std::time::Duration::from_millis(100));
             for (p, how) in pending.iter().rev() {
                 match how {
                     Cleanup::File => {

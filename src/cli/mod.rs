@@ -406,6 +406,23 @@ fn pack(a: &PackArgs, quiet: bool) -> Result<()> {
     if image {
         emit::oci::check_config(&plan, &oci_config)?;
     }
+    // Nothing that is being packed may be replaced by an output (checked
+    // before any note is printed, so a refusal is one line).
+    let inputs: Vec<&Path> = plan
+        .nodes
+        .values()
+        .filter_map(|n| match n {
+            crate::plan::Node::File { src, .. } => Some(src.as_path()),
+            _ => None,
+        })
+        .chain(col.programs.iter().map(|p| p.path.as_path()))
+        .collect();
+    for out in [&a.rootfs, &dockerfile, &a.output, &a.oci]
+        .into_iter()
+        .flatten()
+    {
+        crate::output::refuse_inputs_inside(out, inputs.iter().copied())?;
+    }
     if !a.keep_setid {
         let dropped = plan.drop_setid();
         if let Some(first) = dropped.first() {
@@ -428,22 +445,6 @@ fn pack(a: &PackArgs, quiet: bool) -> Result<()> {
     }
     if let (Some(s), false) = (crate::report::extras::summary(&col.extras), quiet) {
         eprintln!("{s}");
-    }
-    // Nothing that is being packed may be replaced by an output.
-    let inputs: Vec<&Path> = plan
-        .nodes
-        .values()
-        .filter_map(|n| match n {
-            crate::plan::Node::File { src, .. } => Some(src.as_path()),
-            _ => None,
-        })
-        .chain(col.programs.iter().map(|p| p.path.as_path()))
-        .collect();
-    for out in [&a.rootfs, &dockerfile, &a.output, &a.oci]
-        .into_iter()
-        .flatten()
-    {
-        crate::output::refuse_inputs_inside(out, inputs.iter().copied())?;
     }
     let mut outputs = Vec::new();
     let mut oci_layers = None;

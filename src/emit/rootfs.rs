@@ -24,6 +24,9 @@ pub fn write(plan: &Plan, dir: &Path, force: bool) -> Result<()> {
 fn write_tree(plan: &Plan, root: &Path) -> Result<()> {
     let at = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
     for (path, node) in &plan.nodes {
+        if crate::output::stopping() {
+            anyhow::bail!("{}: interrupted", root.display());
+        }
         let dest = at(path);
         match node {
             Node::Dir { .. } => fs::create_dir(&dest)
