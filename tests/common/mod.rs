@@ -377,27 +377,7 @@ fn build_go(dir: &Path, fixture: &str, flags: &[&str]) -> PathBuf {
 /// Builds fixtures/cgo (a CGo program whose user and host lookups go
 /// through glibc's NSS) into `dir`, offline.
 pub fn build_cgo(dir: &Path) -> PathBuf {
-    let bin = dir.join("cgo-lookup");
-    let src = dir.join("cgo-src");
-    std::fs::create_dir_all(&src).unwrap();
-    for f in ["main.go", "go.mod"] {
-        std::fs::copy(format!("{FIXTURES}/cgo/{f}"), src.join(f)).unwrap();
-    }
-    let o = Command::new("go")
-        .args(["build", "-tags", "netcgo", "-o"])
-        .arg(&bin)
-        .arg(".")
-        .current_dir(&src)
-        .env("CGO_ENABLED", "1")
-        .env("GOCACHE", dir.join("gocache"))
-        .env("GOPATH", dir.join("gopath"))
-        .env("GOFLAGS", "-mod=mod")
-        .env("GOPROXY", "off")
-        .env("GOTOOLCHAIN", "local")
-        .output()
-        .expect("go (golang-go) is installed");
-    assert!(o.status.success(), "go build: {}", describe(&o));
-    bin
+    build_go(dir, "cgo", &["-tags", "netcgo"])
 }
 
 /// `openssl s_server` on 127.0.0.1 with a certificate from a fresh test CA;
