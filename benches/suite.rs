@@ -58,9 +58,6 @@ struct Subject {
     /// Why a chroot into the packed tree cannot start it (then only single
     /// files, which run on the host, are timed).
     no_chroot_start: Option<&'static str>,
-    /// Reads /etc (passwd, hosts): a `--prefix` bundle, which ships none,
-    /// cannot run it from a bare root.
-    needs_etc: bool,
     /// Static builds of the same source: (label, path); the first is the
     /// glibc one the ratios use.
     statics: Vec<(String, PathBuf)>,
@@ -574,14 +571,11 @@ fn measure_elfpack(su: &mut Suite, o: &Opts, s: &Subject, w: &Path, variants: &[
         // The --layer-size tree is the default one again: started once.
         if out.is_dir() && !label.contains("layer-size") {
             let prog = if label.contains("prefix") {
-                Path::new("/opt/b/bin").join(s.prog.file_name().unwrap())
+                Path::new("/opt/b").join(s.prog.strip_prefix("/").unwrap_or(&s.prog))
             } else {
                 s.prog.clone()
             };
-            let no_start = s
-                .no_chroot_start
-                .or((s.needs_etc && label.contains("prefix"))
-                    .then_some("no /etc in a prefix bundle"));
+            let no_start = s.no_chroot_start;
             match no_start {
                 Some(why) => {
                     row.first = Err(why.into());
@@ -999,7 +993,6 @@ fn subjects(su: &mut Suite, o: &Opts, d: &Path, musl: bool) -> Vec<Subject> {
             args: vec![],
             elfpack_opts: vec![],
             no_chroot_start: None,
-            needs_etc: *src == "nss.c",
             statics,
             peers: true,
         });
@@ -1027,7 +1020,6 @@ fn subjects(su: &mut Suite, o: &Opts, d: &Path, musl: bool) -> Vec<Subject> {
             args: args.clone(),
             elfpack_opts: vec![],
             no_chroot_start: python.then_some("no stdlib in the tree"),
-            needs_etc: false,
             statics: vec![],
             peers: true,
         });
@@ -1051,7 +1043,6 @@ fn subjects(su: &mut Suite, o: &Opts, d: &Path, musl: bool) -> Vec<Subject> {
                 args,
                 elfpack_opts: opts,
                 no_chroot_start: None,
-                needs_etc: false,
                 statics: vec![],
                 peers: false,
             });

@@ -58,12 +58,12 @@ fn bundle_ignores_decoy_system_libraries() {
         // Decoys for every library the bundle has, where a glibc system keeps them.
         let syslib = root.join("lib/x86_64-linux-gnu");
         std::fs::create_dir_all(&syslib).unwrap();
-        for e in std::fs::read_dir(root.join(format!("opt/{name}/lib")))
+        for e in std::fs::read_dir(root.join(format!("opt/{name}/usr/lib/x86_64-linux-gnu")))
             .unwrap()
             .flatten()
         {
             let n = e.file_name().to_string_lossy().into_owned();
-            if !n.starts_with("ld-linux") {
+            if !n.starts_with("ld-linux") && !e.path().is_dir() {
                 decoy(&syslib, &n);
             }
         }
@@ -74,7 +74,7 @@ fn bundle_ignores_decoy_system_libraries() {
         std::fs::write(root.join("etc/hosts"), "127.0.0.1 localhost\n").unwrap();
         let out = Command::new("chroot")
             .arg(&root)
-            .arg(format!("{prefix}/bin/{name}"))
+            .arg(format!("{prefix}{prog}"))
             .args(*args)
             .output()
             .unwrap();
@@ -133,13 +133,13 @@ fn bundle_runs_in_a_musl_userland() {
     );
     let out = ok(Command::new("chroot")
         .arg(&root)
-        .args(["/opt/tools/bin/curl", "--version"])
+        .args(["/opt/tools/usr/bin/curl", "--version"])
         .output()
         .unwrap());
     assert!(out.starts_with("curl "), "{out}");
     let out = ok(Command::new("chroot")
         .arg(&root)
-        .args(["/opt/tools/bin/sqlite3", ":memory:", "select 40+2;"])
+        .args(["/opt/tools/usr/bin/sqlite3", ":memory:", "select 40+2;"])
         .output()
         .unwrap());
     assert_eq!(out.trim(), "42");
@@ -168,13 +168,16 @@ fn bundle_programs_point_at_the_prefix() {
             .unwrap()
             .success()
     );
-    let prog = x.join("opt/c/bin/curl");
+    let prog = x.join("opt/c/usr/bin/curl");
     let out = ok(Command::new(env!("CARGO_BIN_EXE_elfpack"))
         .args(["patch", "--print-interpreter"])
         .arg(&prog)
         .output()
         .unwrap());
-    assert_eq!(out.trim(), "/opt/c/lib/ld-linux-x86-64.so.2");
+    assert_eq!(
+        out.trim(),
+        "/opt/c/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
+    );
     let re = Command::new("readelf")
         .arg("-d")
         .arg(&prog)
@@ -182,12 +185,16 @@ fn bundle_programs_point_at_the_prefix() {
         .unwrap();
     let dynamic = String::from_utf8_lossy(&re.stdout);
     assert!(
-        dynamic.contains("(RPATH)") && dynamic.contains("[/opt/c/lib]"),
+        dynamic.contains("(RPATH)") && dynamic.contains("[/opt/c/usr/lib/x86_64-linux-gnu]"),
         "{dynamic}"
     );
     assert!(!dynamic.contains("(RUNPATH)"));
     // No library keeps a search path that could lead outside the prefix.
-    for e in std::fs::read_dir(x.join("opt/c/lib")).unwrap().flatten() {
+    for e in std::fs::read_dir(x.join("opt/c/usr/lib/x86_64-linux-gnu"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_file())
+    {
         let re = Command::new("readelf")
             .arg("-d")
             .arg(e.path())

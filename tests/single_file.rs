@@ -232,7 +232,7 @@ fn launcher_keeps_pid_argv0_exit_codes_and_signals() {
     let kv = probe_lines(&o);
     assert_eq!(kv["argv0"], s(&packed), "argv[0] as invoked");
     assert!(
-        kv["exe"].starts_with(s(&cache)) && kv["exe"].ends_with("/bin/probe"),
+        kv["exe"].starts_with(s(&cache)) && kv["exe"].ends_with(s(&probe)),
         "/proc/self/exe is the real program: {}",
         kv["exe"]
     );

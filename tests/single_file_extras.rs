@@ -85,7 +85,7 @@ fn python_traced_as_a_single_file_runs_its_imports() {
     // The stdlib comes from inside the bundle, through PYTHONHOME.
     let prefix = stdout_ok(s.run(&[], &["-c", "import sys; print(sys.prefix)"]));
     assert!(
-        prefix.starts_with("/tmp/elfpack-0/") && prefix.ends_with("/root/usr\n"),
+        prefix.starts_with("/tmp/elfpack-0/") && prefix.ends_with("/usr\n"),
         "{prefix}"
     );
     // The user's PYTHONHOME wins over the bundle's: this one has no stdlib.
@@ -115,7 +115,7 @@ fn script_with_an_added_module_directory_as_a_single_file() {
     let with_env = |env: bool| {
         let mut args = vec![script.as_str(), "--trace", "--add", &add];
         if env {
-            args.extend(["--env", "GREET_PATH=${ELFPACK_BUNDLE}/root/opt/mods"]);
+            args.extend(["--env", "GREET_PATH=${ELFPACK_BUNDLE}/opt/mods"]);
         }
         Single::pack("main", &args, &[("GREET_PATH", &mods)])
     };
@@ -163,11 +163,10 @@ fn scripts_get_the_kernels_argv() {
             .unwrap();
         let s = Single::pack("args", &[script.to_str().unwrap()], &[]);
         let out = stdout_ok(s.run(&[], &["a b", "c"]));
-        // $0 is the bundled script, at its own path under the bundle's root/.
+        // $0 is the bundled script, at its own path under the bundle's root.
         let (zero, rest) = out.split_once('|').unwrap();
         assert!(
-            zero.starts_with("/tmp/elfpack-0/")
-                && zero.ends_with(&format!("/root{}", script.display())),
+            zero.starts_with("/tmp/elfpack-0/") && zero.ends_with(&script.display().to_string()),
             "{line}: {out}"
         );
         let flags = if line.ends_with("-e") { "e" } else { "" };
@@ -287,7 +286,7 @@ fn prefix_bundle_with_trace_and_a_script() {
             "--add",
             &add,
             "--env",
-            "GREET_PATH=${ELFPACK_BUNDLE}/root/opt/mods",
+            "GREET_PATH=${ELFPACK_BUNDLE}/opt/mods",
             "--rootfs",
         ])
         .arg(&root)
@@ -303,15 +302,15 @@ fn prefix_bundle_with_trace_and_a_script() {
     );
     let env = std::fs::read_to_string(root.join("opt/app/etc/elfpack.env")).unwrap();
     assert!(
-        env.contains("PYTHONHOME='/opt/app/root/usr'")
-            && env.contains("GREET_PATH='/opt/app/root/opt/mods'"),
+        env.contains("PYTHONHOME='/opt/app/usr'")
+            && env.contains("GREET_PATH='/opt/app/opt/mods'"),
         "{env}"
     );
     let _d = RootD::new(&root);
     // The script's #! line names the bundled interpreter.
     let run = |source: bool| {
         let chroot = format!(
-            "{}exec /usr/sbin/chroot {} /opt/app/bin/main.py",
+            "{}exec /usr/sbin/chroot {} /opt/app{script}",
             if source {
                 format!(". {}/opt/app/etc/elfpack.env; ", root.display())
             } else {
@@ -336,7 +335,7 @@ fn added_programs_run_from_inside_the_single_file() {
     if !require_root("added program single file") {
         return;
     }
-    // sqlite3 is not the entry: it sits under root/ with the bundled loader
+    // sqlite3 is not the entry: it sits at its own path in the bundle with the bundled loader
     // and lib dir written into it by the launcher at unpack time.
     let s = Single::pack(
         "sh",
@@ -345,7 +344,7 @@ fn added_programs_run_from_inside_the_single_file() {
             "--add",
             "/usr/bin/sqlite3",
             "--env",
-            "SQ=${ELFPACK_BUNDLE}/root/usr/bin/sqlite3",
+            "SQ=${ELFPACK_BUNDLE}/usr/bin/sqlite3",
         ],
         &[],
     );

@@ -330,32 +330,35 @@ fn pack(a: &PackArgs, quiet: bool) -> Result<()> {
         shared_runtime: image,
     };
     let mut launch = crate::plan::bundle::Launch::default();
-    let mut plan = match (&a.prefix, single) {
-        (_, Some(_)) => {
-            let prefix = crate::emit::single_file::placeholder_prefix();
-            let mut plan = crate::plan::prefix::prefix_plan(&col, &prefix)?;
-            launch = crate::plan::bundle::add_run_time_files(
-                &mut plan,
+    let mut warnings = col.warnings.clone();
+    // A single file is a bundle under the placeholder its launcher replaces.
+    let bundle_prefix = match (&a.prefix, single) {
+        (_, Some(_)) => Some(crate::emit::single_file::placeholder_prefix()),
+        (Some(p), None) => Some(p.clone()),
+        (None, None) => None,
+    };
+    let mut load_order = Vec::new();
+    let mut plan = match &bundle_prefix {
+        Some(prefix) => {
+            let b = crate::plan::prefix::bundle_plan(
                 &col,
-                &prefix,
-                crate::plan::bundle::BUNDLE_TOKEN,
-                &a.image.env,
-            )?;
-            if !a.no_etc {
-                crate::plan::prefix::add_scratch_etc(&mut plan, &prefix)?;
-            }
-            plan
-        }
-        (Some(prefix), None) => {
-            let mut plan = crate::plan::prefix::prefix_plan(&col, prefix)?;
-            launch = crate::plan::bundle::add_run_time_files(
-                &mut plan,
-                &col,
+                resolver.ld_cache(),
+                &opts,
                 prefix,
-                &prefix.display().to_string(),
-                &a.image.env,
+                single.is_some(),
             )?;
-            if !launch.env.is_empty() {
+            warnings.extend(b.warnings);
+            load_order = b.load_order;
+            let mut plan = b.plan;
+            if let Some(e) = &a.image.entrypoint {
+                plan.entrypoint = vec![bundle_entrypoint(&plan, &col, prefix, e)?];
+            }
+            let base = match single {
+                Some(_) => crate::plan::bundle::BUNDLE_TOKEN.to_string(),
+                None => prefix.display().to_string(),
+            };
+            launch = crate::plan::bundle::launch(&mut plan, &col, prefix, &base, &a.image.env)?;
+            if single.is_none() && !launch.env.is_empty() {
                 // Nothing runs before a --prefix program to set these.
                 plan.add_data(
                     &prefix.join("etc/elfpack.env"),
@@ -365,19 +368,14 @@ fn pack(a: &PackArgs, quiet: bool) -> Result<()> {
             }
             plan
         }
-        (None, None) => layout::rootfs_plan(&col, resolver.ld_cache(), &opts)?,
+        None => {
+            let mut plan = layout::rootfs_plan(&col, resolver.ld_cache(), &opts)?;
+            if let Some(e) = &a.image.entrypoint {
+                plan.entrypoint = vec![e.clone()];
+            }
+            plan
+        }
     };
-    if let Some(e) = &a.image.entrypoint {
-        plan.entrypoint = vec![match single {
-            // In a single file, programs live in the bundle's bin/.
-            Some(_) => crate::emit::single_file::placeholder_prefix()
-                .join("bin")
-                .join(Path::new(e).file_name().unwrap_or_default())
-                .display()
-                .to_string(),
-            None => e.clone(),
-        }];
-    }
     let needs_entrypoint = dockerfile.is_some() || image || a.test;
     if needs_entrypoint && plan.entrypoint.is_empty() {
         bail!(
@@ -436,7 +434,7 @@ fn pack(a: &PackArgs, quiet: bool) -> Result<()> {
             );
         }
     }
-    warn_all(&col.warnings);
+    warn_all(&warnings);
     if let (Some(note), false) = (
         launch_note(&launch, single.is_some(), a.prefix.as_deref()),
         quiet,
@@ -469,7 +467,7 @@ fn pack(a: &PackArgs, quiet: bool) -> Result<()> {
     if let Some(f) = single {
         crate::emit::single_file::write_single_file(
             &plan,
-            &crate::plan::prefix::load_order(&col)?,
+            &load_order,
             &launch,
             f,
             a.compress,
@@ -564,7 +562,12 @@ fn pack(a: &PackArgs, quiet: bool) -> Result<()> {
         println!("{}", p.pushed);
     }
     if let (Some(p), true) = (&packed, a.test) {
-        self_test(p, &plan, a)?;
+        // A --prefix bundle's settings, as `. PREFIX/etc/elfpack.env` gives them.
+        let bundle_env: Vec<String> = match (&a.prefix, single) {
+            (Some(_), None) => launch.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            _ => Vec::new(),
+        };
+        self_test(p, &plan, a, &bundle_env)?;
     }
     Ok(())
 }
@@ -743,13 +746,23 @@ fn time_starts(packed: &PackedRoot, a: &PackArgs) -> Result<StartTimes> {
 
 /// Runs what was packed in an isolated root, as a container runtime would,
 /// never writing into the output: on an overlay of it, or (where the kernel
-/// refuses the overlay) on a fresh copy.
-fn self_test(packed: &PackedRoot, plan: &crate::plan::Plan, a: &PackArgs) -> Result<()> {
+/// refuses the overlay) on a fresh copy. `bundle_env`: a `--prefix`
+/// bundle's settings, which include the `--env` values, resolved.
+fn self_test(
+    packed: &PackedRoot,
+    plan: &crate::plan::Plan,
+    a: &PackArgs,
+    bundle_env: &[String],
+) -> Result<()> {
     let mut argv = packed.argv.clone();
     argv.extend(a.image.cmd.iter().cloned());
     argv.extend(a.args.iter().cloned());
     let mut env = vec![format!("PATH={}", crate::emit::oci::DEFAULT_PATH)];
-    env.extend(a.image.env.iter().cloned());
+    if bundle_env.is_empty() {
+        env.extend(a.image.env.iter().cloned());
+    } else {
+        env.extend(bundle_env.iter().cloned());
+    }
     let who = a
         .test_user
         .as_deref()
@@ -782,6 +795,36 @@ fn self_test(packed: &PackedRoot, plan: &crate::plan::Plan, a: &PackArgs) -> Res
     }
     eprintln!("elfpack: --test: passed");
     Ok(())
+}
+
+/// `--entrypoint E` in a bundle under `prefix`: E's image path (absolute,
+/// with or without the prefix) or the name of one of the packed programs.
+fn bundle_entrypoint(
+    plan: &crate::plan::Plan,
+    col: &Collection,
+    prefix: &Path,
+    e: &str,
+) -> Result<String> {
+    let p = Path::new(e);
+    let candidate = if p.is_absolute() {
+        match p.strip_prefix(prefix) {
+            Ok(_) => p.to_path_buf(),
+            Err(_) => prefix.join(p.strip_prefix("/").unwrap_or(p)),
+        }
+    } else {
+        let Some(prog) = col
+            .programs
+            .iter()
+            .find(|pr| pr.path.file_name().is_some_and(|n| n == p.as_os_str()))
+        else {
+            bail!("--entrypoint {e}: not one of the packed programs (give its path)");
+        };
+        prefix.join(prog.path.strip_prefix("/").unwrap_or(&prog.path))
+    };
+    if plan.lookup(&candidate).is_none() {
+        bail!("--entrypoint {e}: not in the bundle");
+    }
+    Ok(candidate.display().to_string())
 }
 
 /// Tells what a bundle's program will find through its environment, since

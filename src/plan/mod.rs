@@ -12,6 +12,7 @@ pub mod bundle;
 pub mod extras;
 pub mod layout;
 pub mod prefix;
+pub mod runtime_env;
 pub mod scratch_etc;
 
 use std::collections::VecDeque;
@@ -195,6 +196,11 @@ impl Plan {
             }
             _ => self.insert(dest, Node::Dir { mode }),
         }
+    }
+
+    /// Adds the directories above `dest` that are missing (mode 0755).
+    pub fn add_parents_of(&mut self, dest: &Path) -> Result<()> {
+        self.add_parents(dest)
     }
 
     fn add_parents(&mut self, dest: &Path) -> Result<()> {

@@ -405,7 +405,9 @@ fn run_from_memory(ctx: &Ctx, raw: &[u8]) -> ! {
         let mut found = false;
         records(raw, |i, _, _, rel, _| {
             // The first file of that name only: never one library twice.
-            let matches = !found && file_name(rel) == name;
+            // The preload list names each file by its path in the bundle
+            // (or, in older files, by its name).
+            let matches = !found && (rel == name || file_name(rel) == name);
             if let Some(&(_, fd)) = fds[..nfds].iter().find(|(j, _)| matches && *j == i) {
                 found = true;
                 if list.len > 0 {

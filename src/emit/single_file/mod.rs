@@ -77,11 +77,24 @@ pub fn write_single_file(
     let [entry] = plan.entrypoint.as_slice() else {
         bail!("a single file runs one program: choose it with --entrypoint");
     };
-    let entry_rel = Path::new(entry)
-        .strip_prefix(&prefix)
+    // The file the entry path leads to (through the bundle's symlinks).
+    let entry_rel = plan
+        .lookup(Path::new(entry))
+        .and_then(|(real, _)| real.strip_prefix(&prefix).ok())
         .with_context(|| format!("--entrypoint {entry}: not one of the packed programs"))?
         .to_string_lossy()
         .into_owned();
+    // Copied files are read here, all at once: the archive holds them all.
+    let mut contents: Vec<Vec<u8>> = Vec::new();
+    let mut read_at = std::collections::HashMap::new();
+    for (path, node) in &plan.nodes {
+        if let Node::File { src, .. } = node {
+            let bytes =
+                std::fs::read(src).with_context(|| format!("{}: cannot read", src.display()))?;
+            read_at.insert(path.clone(), contents.len());
+            contents.push(bytes);
+        }
+    }
     let mut records = Vec::new();
     let mut program_data = None;
     for (path, node) in &plan.nodes {
@@ -100,10 +113,7 @@ pub fn write_single_file(
             Node::Symlink { target } => {
                 (Kind::Symlink, 0o777, target.as_os_str().as_encoded_bytes())
             }
-            Node::File { src, .. } => bail!(
-                "{}: internal error: the bundle holds unread files",
-                src.display()
-            ),
+            Node::File { mode, .. } => (Kind::File, *mode, &contents[read_at[path]]),
         };
         if rel == entry_rel {
             program_data = Some(data);
@@ -131,22 +141,18 @@ pub fn write_single_file(
             )
         });
     let stand_in = [placeholder, b"/lib/ld-\0", placeholder, b"/lib\0"].concat();
-    let slot_data: &[u8] = if is_static { &stand_in } else { program_data };
-    let slot = |suffix: &str| -> Result<u32> {
-        let needle = [prefix.as_os_str().as_encoded_bytes(), suffix.as_bytes()].concat();
-        let pos = find(slot_data, &needle)
-            .with_context(|| format!("{entry}: the placeholder for {suffix} is missing"))?;
-        Ok(pos as u32)
-    };
-    let slots = [slot("/lib/ld-")?, slot("/lib\0")?];
-    if is_static {
+    let (slots, more_sites) = if is_static {
         records.push(Record {
             kind: Kind::File,
             mode: 0o400,
             path: format::STATIC_RECORD,
             data: &stand_in,
         });
-    }
+        let second = placeholder.len() + b"/lib/ld-\0".len();
+        ([0, second as u32], Vec::new())
+    } else {
+        program_slots(program_data, entry)?
+    };
     let program_record = if is_static {
         format::STATIC_RECORD
     } else {
@@ -188,7 +194,7 @@ pub fn write_single_file(
         .expect("the program record survives ordering");
     // After ordering: the patch sites name records by their final index.
     // Appended, they join the last chunk.
-    let launch_records = launch_records(launch, &records, program)?;
+    let launch_records = launch_records(launch, &records, program, &more_sites)?;
     records.extend(launch_records.iter().map(|(path, data)| Record {
         kind: Kind::File,
         mode: 0o400,
@@ -286,6 +292,7 @@ fn launch_records(
     launch: &crate::plan::bundle::Launch,
     records: &[Record],
     program: usize,
+    program_sites: &[usize],
 ) -> Result<Vec<(&'static str, Vec<u8>)>> {
     let mut out = Vec::new();
     let line_safe = |s: &str, what: &str| -> Result<()> {
@@ -309,18 +316,21 @@ fn launch_records(
         }
         out.push((format::ARGV_RECORD, launch.argv.join("\n").into_bytes()));
     }
-    let needle = placeholder_prefix();
-    let needle = needle.as_os_str().as_encoded_bytes();
     let mut sites = Vec::new();
+    // The launcher patches the header's slots first, then these in order;
+    // a patch moves the rest of its string left, so within a record the
+    // sites go last to first.
+    for &at in program_sites {
+        sites.extend_from_slice(&(program as u32).to_le_bytes());
+        sites.extend_from_slice(&(at as u32).to_le_bytes());
+    }
     for (i, r) in records.iter().enumerate() {
         if i == program || r.kind != Kind::File || !r.data.starts_with(crate::elf::MAGIC) {
             continue;
         }
-        let mut at = 0;
-        while let Some(pos) = find(&r.data[at..], needle) {
+        for at in placeholder_sites(r.data).into_iter().rev() {
             sites.extend_from_slice(&(i as u32).to_le_bytes());
-            sites.extend_from_slice(&((at + pos) as u32).to_le_bytes());
-            at += pos + needle.len();
+            sites.extend_from_slice(&(at as u32).to_le_bytes());
         }
     }
     if !sites.is_empty() {
@@ -375,6 +385,45 @@ fn alias_sites(records: &[Record]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// Every offset of the placeholder prefix in `data`.
+fn placeholder_sites(data: &[u8]) -> Vec<usize> {
+    let needle = placeholder_prefix();
+    let needle = needle.as_os_str().as_encoded_bytes();
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Some(pos) = find(&data[at..], needle) {
+        out.push(at + pos);
+        at += pos + needle.len();
+    }
+    out
+}
+
+/// The entry program's placeholders: the header's two slots (PT_INTERP,
+/// and the last one in DT_RPATH, whose entries each start with the
+/// placeholder) and the others, last to first, for the patch record (a
+/// patch moves the rest of its string left, so the earlier ones must come
+/// after the later ones).
+fn program_slots(data: &[u8], entry: &str) -> Result<([u32; 2], Vec<usize>)> {
+    let info = crate::elf::parse(data)
+        .with_context(|| format!("{entry}: a single file's program must be an ELF program"))?;
+    let interp = info
+        .interpreter
+        .with_context(|| format!("{entry}: a static program needs no single file: copy it as is"))?;
+    let needle = [interp.as_bytes(), b"\0"].concat();
+    let interp_at = find(data, &needle)
+        .filter(|_| interp.starts_with(&placeholder_prefix().display().to_string()))
+        .with_context(|| format!("{entry}: the placeholder for its interpreter is missing"))?;
+    let mut rpath: Vec<usize> = placeholder_sites(data)
+        .into_iter()
+        .filter(|&at| at != interp_at)
+        .collect();
+    let last = rpath
+        .pop()
+        .with_context(|| format!("{entry}: the placeholder for its RPATH is missing"))?;
+    rpath.reverse();
+    Ok(([interp_at as u32, last as u32], rpath))
 }
 
 /// Where `needle` first occurs in `hay`.
