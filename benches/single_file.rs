@@ -241,4 +241,76 @@ fn main() {
         sx_pack.map(|t| pack.as_secs_f64() / t.as_secs_f64()),
         0.5,
     );
+    ffmpeg(d);
+}
+
+/// Issue 16, item 6: ffmpeg's closure (213 libraries, 235 MiB here) packed
+/// with the default compression, its size and its first start, beside what
+/// the issue measured before ("today": 145 s, 72 MiB) and, when
+/// `ELFPACK_BEFORE` names an older elfpack binary, that binary measured in
+/// the same run. The machine is shared: run both side by side, and read the
+/// times as a ratio.
+fn ffmpeg(d: &Path) {
+    let prog = Path::new("/usr/bin/ffmpeg");
+    println!("\n## ffmpeg's closure, default --compress balanced\n");
+    if !prog.exists() {
+        println!("not measured: /usr/bin/ffmpeg is missing (apt-get install ffmpeg)");
+        return;
+    }
+    println!("| elfpack | pack time | size | first start (ffmpeg -version, median of 3) |");
+    println!("|---|---|---|---|");
+    println!("| today (issue 16, measured then) | 145 s | 72 MiB | - |");
+    let mut bins = vec![("this build", PathBuf::from(ELFPACK))];
+    if let Some(b) = std::env::var_os("ELFPACK_BEFORE") {
+        bins.push(("$ELFPACK_BEFORE", PathBuf::from(b)));
+    }
+    let mut times = Vec::new();
+    for (label, bin) in &bins {
+        let out = d.join(format!("ffmpeg-{}", times.len()));
+        let took = run_ok(
+            Command::new(bin)
+                .arg(prog)
+                .arg("-o")
+                .arg(&out)
+                .arg("--no-layer-size"),
+        );
+        let first = median_ms(
+            (0..3)
+                .map(|i| {
+                    let cache = d.join(format!("ffcache-{}-{i}", times.len()));
+                    let t = run_ok(
+                        Command::new(&out)
+                            .arg("-version")
+                            .env("ELFPACK_CACHE_DIR", &cache),
+                    );
+                    let _ = std::fs::remove_dir_all(&cache);
+                    t
+                })
+                .collect(),
+        );
+        println!(
+            "| {label} | {:.1} s | {} B | {first:.0} ms |",
+            took.as_secs_f64(),
+            size(&out)
+        );
+        times.push((took, size(&out)));
+    }
+    if let [(now, now_size), (before, before_size)] = times.as_slice() {
+        goal(
+            "ffmpeg: pack time ≤ 1/3 of $ELFPACK_BEFORE's",
+            format!(
+                "{:.1} s vs {:.1} s",
+                now.as_secs_f64(),
+                before.as_secs_f64()
+            ),
+            Some(now.as_secs_f64() / before.as_secs_f64()),
+            1.0 / 3.0,
+        );
+        goal(
+            "ffmpeg: size ≤ 1.03 × $ELFPACK_BEFORE's",
+            format!("{now_size} B vs {before_size} B"),
+            Some(*now_size as f64 / *before_size as f64),
+            1.03,
+        );
+    }
 }

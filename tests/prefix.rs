@@ -208,3 +208,101 @@ fn bundle_programs_point_at_the_prefix() {
         );
     }
 }
+
+/// Options that would do nothing with the outputs chosen are refused with
+/// the reason, never silently ignored.
+#[test]
+fn options_without_effect_are_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let p = |n: &str| t.path().join(n).display().to_string();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--rootfs", &p("r1"), "--compress", "max"], "--compress"),
+        (&["--rootfs", &p("r2"), "--tag", "x:1"], "--tag"),
+        (&["-o", &p("f1"), "--cmd", "--version"], "single file"),
+        (&["-o", &p("f2"), "--user", "65532"], "single file"),
+        (&["--rootfs", &p("r3"), "--workdir", "/tmp"], "--workdir"),
+        (&["--rootfs", &p("r4"), "--env", "A=b"], "--env"),
+        (&["-o", &p("f3"), "--host-users", "--no-etc"], "--no-etc"),
+        (&["--rootfs", &p("r5"), "--runs", "3"], "--compare-run"),
+    ];
+    for (args, why) in cases {
+        let mut all = vec!["/usr/bin/true"];
+        all.extend(*args);
+        let o = Command::new(env!("CARGO_BIN_EXE_elfpack"))
+            .args(&all)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{all:?} was accepted");
+        assert!(
+            err.contains(why) && err.lines().count() == 1,
+            "{all:?}: {err}"
+        );
+    }
+    assert!(
+        std::fs::read_dir(t.path()).unwrap().next().is_none(),
+        "nothing written"
+    );
+}
+
+/// `--host-users` reaches every output: a single file's bundle, a
+/// `--prefix` tree (at the image root, with /tmp).
+#[test]
+fn host_users_and_etc_in_every_output() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    ok(elfpack(&[
+        "/usr/bin/true",
+        "--prefix",
+        "/opt/t",
+        "--rootfs",
+        root.to_str().unwrap(),
+        "--host-users",
+    ]));
+    assert_eq!(
+        std::fs::read(root.join("etc/passwd")).unwrap(),
+        std::fs::read("/etc/passwd").unwrap()
+    );
+    assert!(root.join("etc/nsswitch.conf").is_file());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(root.join("tmp"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o1777
+    );
+    // Generated accounts without --host-users.
+    let root2 = t.path().join("root2");
+    ok(elfpack(&[
+        "/usr/bin/true",
+        "--prefix",
+        "/opt/t",
+        "--rootfs",
+        root2.to_str().unwrap(),
+    ]));
+    let passwd = std::fs::read_to_string(root2.join("etc/passwd")).unwrap();
+    assert!(passwd.contains("nonroot:x:65532"), "{passwd}");
+    if !is_root() {
+        eprintln!("skipped the single file: needs root for chroot");
+        return;
+    }
+    // A single file: its launcher installs the bundle's /etc into an empty root.
+    let empty = t.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    ok(elfpack(&[
+        "/usr/bin/getent",
+        "-o",
+        empty.join("getent").to_str().unwrap(),
+        "--host-users",
+        "--no-layer-size",
+    ]));
+    let out = ok(Command::new("chroot")
+        .arg(&empty)
+        .args(["/getent", "passwd"])
+        .output()
+        .unwrap());
+    let host = std::fs::read_to_string("/etc/passwd").unwrap();
+    assert_eq!(out, host);
+}

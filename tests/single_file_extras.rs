@@ -302,8 +302,7 @@ fn prefix_bundle_with_trace_and_a_script() {
     );
     let env = std::fs::read_to_string(root.join("opt/app/etc/elfpack.env")).unwrap();
     assert!(
-        env.contains("PYTHONHOME='/opt/app/usr'")
-            && env.contains("GREET_PATH='/opt/app/opt/mods'"),
+        env.contains("PYTHONHOME='/opt/app/usr'") && env.contains("GREET_PATH='/opt/app/opt/mods'"),
         "{env}"
     );
     let _d = RootD::new(&root);

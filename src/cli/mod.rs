@@ -87,9 +87,9 @@ struct PackArgs {
     /// Write FILE: one self-extracting executable (a reproducible tarball of the tree when FILE ends in .tar).
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: Option<PathBuf>,
-    /// Compression of a single file (-o FILE): balanced (LZMA in parallel chunks), max (LZMA, one chunk, smallest), fast (LZ4, quickest first start), none.
-    #[arg(long, value_enum, default_value = "balanced")]
-    compress: crate::emit::single_file::Compression,
+    /// Compression of a single file (-o FILE): balanced (the default: LZMA in parallel chunks), max (LZMA, one chunk, smallest), fast (LZ4, quickest first start), none.
+    #[arg(long, value_enum)]
+    compress: Option<crate::emit::single_file::Compression>,
     /// Write an OCI image-layout archive (podman load -i, skopeo inspect oci-archive:).
     #[arg(long, value_name = "IMAGE.tar")]
     oci: Option<PathBuf>,
@@ -104,8 +104,8 @@ struct PackArgs {
     /// Replace an existing non-empty output.
     #[arg(long)]
     force: bool,
-    /// Bundle under this directory (programs in PREFIX/bin, loader and libraries in PREFIX/lib) with
-    /// PT_INTERP and RPATH rewritten, so it runs beside any other libc.
+    /// Bundle under this directory (every file at its own path under PREFIX) with PT_INTERP and RPATH
+    /// rewritten, so it runs beside any other libc; with --rootfs, -o NAME.tar or --oci.
     #[arg(long, value_name = "PREFIX")]
     prefix: Option<PathBuf>,
     /// Put the program at this path in the image (a path ending in / is a directory for all programs).
@@ -141,9 +141,9 @@ struct PackArgs {
     /// Also time both (median over --runs runs) with the trailing ARGS; needs root (chroot).
     #[arg(long)]
     compare_run: bool,
-    /// Runs for --compare-run.
-    #[arg(long, default_value_t = 20)]
-    runs: usize,
+    /// Runs for --compare-run (default 20).
+    #[arg(long)]
+    runs: Option<usize>,
     /// Print the pack report as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -164,9 +164,9 @@ struct PackArgs {
 /// How the image runs its program (OCI config, Dockerfile).
 #[derive(Args, Debug)]
 struct ImageArgs {
-    /// Image name for --oci.
-    #[arg(long, value_name = "NAME:TAG", default_value = "elfpack:latest")]
-    tag: String,
+    /// Image name for --oci (default elfpack:latest).
+    #[arg(long, value_name = "NAME:TAG")]
+    tag: Option<String>,
     /// The program the image runs (required when several programs are packed).
     #[arg(long, value_name = "PATH")]
     entrypoint: Option<String>,
@@ -272,6 +272,7 @@ fn pack(a: &PackArgs, quiet: bool) -> Result<()> {
             "a single file (-o FILE) is written on its own: drop --rootfs, --oci, --push and --prefix"
         );
     }
+    refuse_unused_options(a, single.is_some())?;
     if a.rootfs.is_none() && a.output.is_none() && !image && !a.test {
         bail!(
             "no output chosen: give -o FILE (one executable), --rootfs DIR, -o NAME.tar, --oci IMAGE.tar or --push REF"
@@ -393,16 +394,24 @@ fn pack(a: &PackArgs, quiet: bool) -> Result<()> {
             p.path.display()
         );
     }
-    let oci_config = emit::oci::ImageConfig {
-        tag: a.image.tag.clone(),
+    let cfg = emit::oci::ImageConfig {
+        tag: a
+            .image
+            .tag
+            .clone()
+            .unwrap_or_else(|| "elfpack:latest".into()),
         entrypoint: plan.entrypoint.clone(),
         cmd: a.image.cmd.clone(),
-        env: a.image.env.clone(),
+        // A --prefix bundle's image sets what `. PREFIX/etc/elfpack.env` would.
+        env: match (&a.prefix, single) {
+            (Some(_), None) => launch.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            _ => a.image.env.clone(),
+        },
         user: a.image.user.clone(),
         workdir: a.image.workdir.clone(),
     };
     if image {
-        emit::oci::check_config(&plan, &oci_config)?;
+        emit::oci::check_config(&plan, &cfg)?;
     }
     // Nothing that is being packed may be replaced by an output (checked
     // before any note is printed, so a refusal is one line).
@@ -457,7 +466,7 @@ fn pack(a: &PackArgs, quiet: bool) -> Result<()> {
         });
     }
     if let (Some(d), Some(dir)) = (&dockerfile, &a.rootfs) {
-        emit::dockerfile::write(&plan, d, dir, a.force)?;
+        emit::dockerfile::write(&plan, d, dir, a.force, &cfg)?;
         outputs.push(OutputSize {
             path: d.clone(),
             kind: "Dockerfile",
@@ -470,7 +479,8 @@ fn pack(a: &PackArgs, quiet: bool) -> Result<()> {
             &load_order,
             &launch,
             f,
-            a.compress,
+            a.compress
+                .unwrap_or(crate::emit::single_file::Compression::Balanced),
             a.force,
         )?;
         outputs.push(OutputSize {
@@ -489,8 +499,7 @@ fn pack(a: &PackArgs, quiet: bool) -> Result<()> {
     }
     let mut push = None;
     if image {
-        let cfg = &oci_config;
-        let set = emit::oci::build(&[(&plan, emit::oci::Platform::of(machine)?)], cfg)?;
+        let set = emit::oci::build(&[(&plan, emit::oci::Platform::of(machine)?)], &cfg)?;
         // What the image's layers weigh, known without more work.
         oci_layers = Some(
             set.images[0]
@@ -637,7 +646,11 @@ fn pack_platforms(a: &PackArgs) -> Result<()> {
         plans.push((plan, platform));
     }
     let cfg = emit::oci::ImageConfig {
-        tag: a.image.tag.clone(),
+        tag: a
+            .image
+            .tag
+            .clone()
+            .unwrap_or_else(|| "elfpack:latest".into()),
         entrypoint: Vec::new(),
         cmd: a.image.cmd.clone(),
         env: a.image.env.clone(),
@@ -669,6 +682,55 @@ fn pack_platforms(a: &PackArgs) -> Result<()> {
         } else {
             println!("{}", p.pushed);
         }
+    }
+    Ok(())
+}
+
+/// Options that would have no effect with the outputs chosen are refused,
+/// with the reason, rather than silently ignored.
+fn refuse_unused_options(a: &PackArgs, single: bool) -> Result<()> {
+    let image_config = a.oci.is_some() || a.push.is_some() || a.dockerfile.is_some();
+    if a.compress.is_some() && !single {
+        bail!("--compress applies to a single file (-o FILE) only");
+    }
+    if a.image.tag.is_some() && a.oci.is_none() && a.push.is_none() {
+        bail!("--tag names the image of --oci IMAGE.tar or --push; neither was given");
+    }
+    for (set, name, single_why) in [
+        (
+            !a.image.cmd.is_empty(),
+            "--cmd",
+            "pass the arguments when running it",
+        ),
+        (a.image.user.is_some(), "--user", "run it as that user"),
+        (
+            a.image.workdir.is_some(),
+            "--workdir",
+            "start it in that directory",
+        ),
+    ] {
+        if set && single {
+            bail!("{name}: a single file has no image configuration to hold it; {single_why}");
+        }
+        if set && !image_config {
+            bail!("{name} goes into an image configuration: add --oci IMAGE.tar or --dockerfile");
+        }
+    }
+    if !a.image.env.is_empty() && !single && a.prefix.is_none() && !image_config && !a.test {
+        bail!(
+            "--env is set by a single file's launcher, a --prefix bundle's etc/elfpack.env or an image              configuration (--oci, --dockerfile); none was chosen"
+        );
+    }
+    if a.host_users && a.no_etc {
+        bail!(
+            "--host-users ships the host's /etc/passwd and /etc/group, which --no-etc leaves out"
+        );
+    }
+    if a.collect.nsswitch.is_some() && a.no_etc {
+        bail!("--nsswitch ships an /etc/nsswitch.conf, which --no-etc leaves out");
+    }
+    if a.runs.is_some() && !a.compare_run {
+        bail!("--runs counts the runs of --compare-run, which was not given");
     }
     Ok(())
 }
@@ -728,17 +790,17 @@ fn packed_root(
 fn time_starts(packed: &PackedRoot, a: &PackArgs) -> Result<StartTimes> {
     let mut argv = packed.argv.clone();
     argv.extend(a.args.iter().cloned());
-    let packed = measure::median_start(&argv, Some(&packed.root), a.runs)?;
+    let packed = measure::median_start(&argv, Some(&packed.root), a.runs.unwrap_or(20))?;
     let static_build = match &a.compare {
         Some(st) => {
             let mut argv = vec![std::path::absolute(st)?.display().to_string()];
             argv.extend(a.args.iter().cloned());
-            Some(measure::median_start(&argv, None, a.runs)?)
+            Some(measure::median_start(&argv, None, a.runs.unwrap_or(20))?)
         }
         None => None,
     };
     Ok(StartTimes {
-        runs: a.runs,
+        runs: a.runs.unwrap_or(20),
         packed,
         static_build,
     })

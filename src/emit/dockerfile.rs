@@ -7,13 +7,34 @@ use anyhow::{Context, Result, bail};
 use crate::plan::Plan;
 
 /// The Dockerfile text; `rootfs_rel` is the rootfs directory relative to the
-/// build context (the Dockerfile's directory).
-pub fn render(plan: &Plan, rootfs_rel: &Path) -> String {
-    let entry = serde_json::to_string(&plan.entrypoint).expect("strings serialise");
+/// build context (the Dockerfile's directory). `cfg` gives what else the
+/// image sets (`--cmd`, `--env`, `--user`, `--workdir`), as an OCI image's
+/// config would.
+pub fn render(plan: &Plan, rootfs_rel: &Path, cfg: &crate::emit::oci::ImageConfig) -> String {
+    let entry = json(&plan.entrypoint);
     // The JSON form of COPY, so directory names with blanks survive.
-    let src =
-        serde_json::to_string(&format!("{}/", rootfs_rel.display())).expect("strings serialise");
-    format!("FROM scratch\nCOPY [{src}, \"/\"]\nENTRYPOINT {entry}\n")
+    let src = json(&format!("{}/", rootfs_rel.display()));
+    let mut out = format!("FROM scratch\nCOPY [{src}, \"/\"]\n");
+    for kv in &cfg.env {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        out.push_str(&format!("ENV {k}={}\n", json(v)));
+    }
+    if let Some(u) = &cfg.user {
+        out.push_str(&format!("USER {u}\n"));
+    }
+    if let Some(w) = &cfg.workdir {
+        out.push_str(&format!("WORKDIR {w}\n"));
+    }
+    out.push_str(&format!("ENTRYPOINT {entry}\n"));
+    if !cfg.cmd.is_empty() {
+        out.push_str(&format!("CMD {}\n", json(&cfg.cmd)));
+    }
+    out
+}
+
+/// JSON text of strings and string lists (Dockerfile exec forms and values).
+fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
+    serde_json::to_string(v).expect("strings serialise")
 }
 
 /// The rootfs relative to the Dockerfile's directory (the build context);
@@ -48,10 +69,16 @@ pub fn context_path(path: &Path, rootfs: &Path, force: bool) -> Result<PathBuf> 
 
 /// Writes the Dockerfile at `path` for the rootfs at `rootfs` (see
 /// [`context_path`]), atomically.
-pub fn write(plan: &Plan, path: &Path, rootfs: &Path, force: bool) -> Result<()> {
+pub fn write(
+    plan: &Plan,
+    path: &Path,
+    rootfs: &Path,
+    force: bool,
+    cfg: &crate::emit::oci::ImageConfig,
+) -> Result<()> {
     let rel = context_path(path, rootfs, force)?;
     crate::output::atomic_write(path, force, |f| {
         use std::io::Write;
-        Ok(f.write_all(render(plan, &rel).as_bytes())?)
+        Ok(f.write_all(render(plan, &rel, cfg).as_bytes())?)
     })
 }

@@ -154,7 +154,10 @@ fn script_launch(
             std::fs::read(&src).with_context(|| format!("{}: cannot read", src.display()))?,
             mode,
         ),
-        _ => bail!("{}: the script is not a file in the bundle", script.display()),
+        _ => bail!(
+            "{}: the script is not a file in the bundle",
+            script.display()
+        ),
     };
     let body = bytes
         .iter()

@@ -142,8 +142,8 @@ pub fn bundle_plan(
             Node::File { src, mode, .. }
                 if !path.starts_with(GCONV_DIR) && crate::elf::has_elf_magic(src) =>
             {
-                let bytes =
-                    std::fs::read(src).with_context(|| format!("{}: cannot read", src.display()))?;
+                let bytes = std::fs::read(src)
+                    .with_context(|| format!("{}: cannot read", src.display()))?;
                 let bytes = match crate::elf::parse(&bytes) {
                     Ok(info) => match &info.interpreter {
                         Some(interp)
@@ -151,12 +151,13 @@ pub fn bundle_plan(
                                 || crate::collect::extras::file_id(src)
                                     .is_some_and(|id| programs.contains(&id)) =>
                         {
-                            let (loader, _) = tree.lookup(Path::new(interp)).with_context(|| {
-                                format!(
-                                    "{}: its interpreter {interp} is not in the bundle",
-                                    src.display()
-                                )
-                            })?;
+                            let (loader, _) =
+                                tree.lookup(Path::new(interp)).with_context(|| {
+                                    format!(
+                                        "{}: its interpreter {interp} is not in the bundle",
+                                        src.display()
+                                    )
+                                })?;
                             let rpath = if rpath.is_empty() {
                                 inside(loader.parent().unwrap_or(Path::new("/")))
                                     .display()
@@ -200,7 +201,7 @@ fn search_dir(path: &Path) -> PathBuf {
     if name(&dir).is_some_and(|n| n.starts_with("x86-64-v"))
         && dir
             .parent()
-            .and_then(|p| name(p))
+            .and_then(name)
             .is_some_and(|n| n == "glibc-hwcaps")
     {
         dir.pop();
@@ -215,14 +216,19 @@ fn search_dir(path: &Path) -> PathBuf {
 /// What the loader finds for `name` in directory `dir` of `tree`: the
 /// glibc-hwcaps subdirectories first, as it probes them.
 fn find_in<'a>(tree: &'a Plan, dir: &Path, name: &str) -> Option<&'a PathBuf> {
-    ["glibc-hwcaps/x86-64-v4", "glibc-hwcaps/x86-64-v3", "glibc-hwcaps/x86-64-v2", ""]
-        .iter()
-        .find_map(|sub| {
-            let p = dir.join(sub).join(name);
-            tree.lookup(&p)
-                .filter(|(_, n)| matches!(n, Node::File { .. } | Node::Data { .. }))
-                .map(|(k, _)| k)
-        })
+    [
+        "glibc-hwcaps/x86-64-v4",
+        "glibc-hwcaps/x86-64-v3",
+        "glibc-hwcaps/x86-64-v2",
+        "",
+    ]
+    .iter()
+    .find_map(|sub| {
+        let p = dir.join(sub).join(name);
+        tree.lookup(&p)
+            .filter(|(_, n)| matches!(n, Node::File { .. } | Node::Data { .. }))
+            .map(|(k, _)| k)
+    })
 }
 
 /// The directories (real paths in `tree`) holding the libraries the loader

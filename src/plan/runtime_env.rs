@@ -178,7 +178,13 @@ const RULES: &[Rule] = &[
         First,
         1,
     ),
-    rule("TK_LIBRARY", File, &["/usr/share/tcltk/tk8.*/tk.tcl"], First, 1),
+    rule(
+        "TK_LIBRARY",
+        File,
+        &["/usr/share/tcltk/tk8.*/tk.tcl"],
+        First,
+        1,
+    ),
     rule(
         "GUILE_LOAD_PATH",
         Dir,
@@ -500,7 +506,10 @@ mod tests {
     fn every_variable_is_documented() {
         let doc = include_str!("../../docs/runtime-env.md");
         for v in variables() {
-            assert!(doc.contains(&format!("`{v}`")), "{v} is not in docs/runtime-env.md");
+            assert!(
+                doc.contains(&format!("`{v}`")),
+                "{v} is not in docs/runtime-env.md"
+            );
         }
     }
 }

@@ -25,10 +25,19 @@ const PRESET_EXTREME: u32 = 0x8000_0000;
 /// Archives below this size are one chunk: splitting them saves little time.
 const SPLIT_ABOVE: usize = 1 << 20;
 
-/// How many chunks `balanced` and `fast` cut an archive into. Two: the
-/// parallelism of the smallest machines people run containers on, and each
-/// further LZMA chunk costs size (LZ4's 64 KiB window loses nothing).
+/// How many chunks `balanced` and `fast` cut an archive into at least. Two:
+/// the parallelism of the smallest machines people run containers on, and
+/// each further LZMA chunk costs size (LZ4's 64 KiB window loses nothing).
 const CHUNKS: usize = 2;
+
+/// Big archives get a chunk per this many bytes (up to [`MAX_CHUNKS`]), so
+/// that packing and the first start use more cores where there are more:
+/// a chunk this size is several LZMA dictionaries long, so cutting it off
+/// costs little.
+const BYTES_PER_CHUNK: usize = 24 << 20;
+
+/// The launcher decodes at most this many chunks at once.
+const MAX_CHUNKS: usize = 16;
 
 /// The codec ids in the trailer, shared with the launcher.
 pub const CODEC_NONE: u32 = 0;
@@ -45,7 +54,9 @@ pub struct Chunk {
 /// How many chunks to cut an archive of `raw_len` bytes into.
 pub fn chunk_count(raw_len: usize, c: Compression) -> usize {
     match c {
-        Compression::Balanced | Compression::Fast if raw_len > SPLIT_ABOVE => CHUNKS,
+        Compression::Balanced | Compression::Fast if raw_len > SPLIT_ABOVE => {
+            (raw_len / BYTES_PER_CHUNK).clamp(CHUNKS, MAX_CHUNKS)
+        }
         _ => 1,
     }
 }
@@ -163,20 +174,37 @@ pub fn compress(raw: &[u8], bounds: &[usize], c: Compression) -> Result<(u32, Ve
         Compression::Balanced | Compression::Max => CODEC_LZMA_BCJ,
     };
     let pieces: Vec<&[u8]> = bounds.windows(2).map(|w| &raw[w[0]..w[1]]).collect();
+    // As many encoders at once as there are cores (each holds its match
+    // finder's memory), at least two; the biggest chunks first.
+    let threads = std::thread::available_parallelism()
+        .map_or(CHUNKS, |n| n.get())
+        .clamp(CHUNKS, pieces.len().max(1));
+    let mut order: Vec<usize> = (0..pieces.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(pieces[i].len()));
     let progress = match c {
         Compression::None => Progress::hidden(),
         _ => Progress::bytes("compressing", raw.len() as u64),
     };
-    let chunks = std::thread::scope(|s| {
-        let progress = &progress;
-        let jobs: Vec<_> = pieces
-            .iter()
-            .map(|piece| s.spawn(move || compress_chunk(piece, c, progress)))
-            .collect();
-        jobs.into_iter()
-            .map(|j| j.join().expect("compression thread panicked"))
-            .collect::<Result<Vec<_>>>()
-    })?;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::sync::Mutex::new((0..pieces.len()).map(|_| None).collect::<Vec<_>>());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(&i) = order.get(k) else { break };
+                    let r = compress_chunk(pieces[i], c, &progress);
+                    results.lock().expect("no thread panics holding it")[i] = Some(r);
+                }
+            });
+        }
+    });
+    let chunks = results
+        .into_inner()
+        .expect("no thread panics holding it")
+        .into_iter()
+        .map(|r| r.expect("every chunk was compressed"))
+        .collect::<Result<Vec<_>>>()?;
     Ok((codec, chunks))
 }
 

@@ -17,18 +17,22 @@
 //! Chunks are consecutive pieces of the archive (a cut may fall inside a
 //! record), so the launcher decodes them in parallel into one buffer, each
 //! checked against its own checksum (stub/src/checksum.rs) first. The
-//! program's PT_INTERP and DT_RPATH hold a placeholder prefix followed by
-//! `/lib/...`; the slots are their offsets in the program's data. The
-//! launcher overwrites the prefix with the real cache directory. The record
-//! `.elfpack-entry` holds the path of the program to exec, `.elfpack-preload`
-//! the libraries in load order (for running from memory without a cache).
+//! program's PT_INTERP and each entry of its DT_RPATH hold a placeholder
+//! prefix followed by an image path; the interpreter slot is PT_INTERP's
+//! offset in the program's data, the rpath slot the last DT_RPATH entry's
+//! (the others are in `.elfpack-patch`, last to first, since a patch moves
+//! the rest of its string left). The launcher overwrites the prefix with the
+//! real cache directory. The record `.elfpack-entry` holds the path of the
+//! program to exec, `.elfpack-preload` the libraries' paths in the bundle in
+//! load order (for running from memory without a cache).
 
 pub const MAGIC: &[u8; 8] = b"ELFPACK3";
 pub const CHUNK_ENTRY_LEN: usize = 32;
 pub const ARCHIVE_MAGIC: &[u8; 4] = b"EPA1";
 pub const TRAILER_LEN: usize = 64;
 pub const ENTRY_RECORD: &str = ".elfpack-entry";
-/// Library names in load order, one a line, for the launcher's memfd mode.
+/// The libraries' paths in the bundle, in load order, one a line, for the
+/// launcher's memfd mode.
 pub const PRELOAD_RECORD: &str = ".elfpack-preload";
 /// `NAME=VALUE` lines the launcher adds to the environment unless NAME is
 /// set; `${ELFPACK_BUNDLE}` in a value stands for the unpacked directory.

@@ -408,9 +408,9 @@ fn placeholder_sites(data: &[u8]) -> Vec<usize> {
 fn program_slots(data: &[u8], entry: &str) -> Result<([u32; 2], Vec<usize>)> {
     let info = crate::elf::parse(data)
         .with_context(|| format!("{entry}: a single file's program must be an ELF program"))?;
-    let interp = info
-        .interpreter
-        .with_context(|| format!("{entry}: a static program needs no single file: copy it as is"))?;
+    let interp = info.interpreter.with_context(|| {
+        format!("{entry}: a static program needs no single file: copy it as is")
+    })?;
     let needle = [interp.as_bytes(), b"\0"].concat();
     let interp_at = find(data, &needle)
         .filter(|_| interp.starts_with(&placeholder_prefix().display().to_string()))
