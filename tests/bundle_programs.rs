@@ -51,6 +51,17 @@ fn build(ctx: &Path, tag: &str) -> Image {
 
 /// Runs `argv` in `image` as `user` with a tmpfs /tmp and `env`.
 fn run(image: &Image, user: &str, env: &[(String, String)], argv: &[String]) -> Output {
+    // runc sets the limits it is given; it may not raise NOFILE past ours.
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    let hard = if lim.rlim_max == libc::RLIM_INFINITY {
+        "unlimited".to_string()
+    } else {
+        lim.rlim_max.to_string()
+    };
     let mut args: Vec<String> = [
         "run",
         "--rm",
@@ -61,10 +72,12 @@ fn run(image: &Image, user: &str, env: &[(String, String)], argv: &[String]) -> 
         user,
         "--ulimit",
         "nproc=4096:4096",
+        "--ulimit",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
+    args.push(format!("nofile={hard}:{hard}"));
     for (k, v) in env {
         args.push("--env".into());
         args.push(format!("{k}={v}"));

@@ -178,7 +178,9 @@ pub fn compress(raw: &[u8], bounds: &[usize], c: Compression) -> Result<(u32, Ve
     // finder's memory), at least two; the biggest chunks first.
     let threads = std::thread::available_parallelism()
         .map_or(CHUNKS, |n| n.get())
-        .clamp(CHUNKS, pieces.len().max(1));
+        .max(CHUNKS)
+        .min(pieces.len())
+        .max(1);
     let mut order: Vec<usize> = (0..pieces.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(pieces[i].len()));
     let progress = match c {

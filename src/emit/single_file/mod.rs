@@ -42,9 +42,10 @@ pub enum Compression {
     /// LZ4 (liblz4 HC) after the x86-64 filter, in two chunks: about 1.45
     /// times the size of `max`, decompresses in milliseconds.
     Fast,
-    /// LZMA after the x86-64 filter, in two chunks compressed and
-    /// decompressed in parallel: 0.7-1.9% larger than `max`, packs in about
-    /// half its time and first-starts in about two thirds.
+    /// LZMA after the x86-64 filter, in chunks compressed and decompressed
+    /// in parallel (two, or one per 24 MiB for big bundles, up to 16):
+    /// 0.7-1.9% larger than `max`, packs in about half its time and
+    /// first-starts in about two thirds.
     Balanced,
     /// LZMA at its strongest setting in one chunk: smallest file.
     Max,
