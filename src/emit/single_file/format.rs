@@ -18,10 +18,9 @@
 //! record), so the launcher decodes them in parallel into one buffer, each
 //! checked against its own checksum (stub/src/checksum.rs) first. The
 //! program's PT_INTERP and each entry of its DT_RPATH hold a placeholder
-//! prefix followed by an image path; the interpreter slot is PT_INTERP's
-//! offset in the program's data, the rpath slot the last DT_RPATH entry's
-//! (the others are in `.elfpack-patch`, last to first, since a patch moves
-//! the rest of its string left). The launcher overwrites the prefix with the
+//! prefix followed by an image path; the slots are the offsets of the two
+//! strings in the program's data, and the launcher replaces every
+//! placeholder in each string. The launcher overwrites the prefix with the
 //! real cache directory. The record `.elfpack-entry` holds the path of the
 //! program to exec, `.elfpack-preload` the libraries' paths in the bundle in
 //! load order (for running from memory without a cache).

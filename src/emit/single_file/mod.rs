@@ -318,9 +318,7 @@ fn launch_records(
         out.push((format::ARGV_RECORD, launch.argv.join("\n").into_bytes()));
     }
     let mut sites = Vec::new();
-    // The launcher patches the header's slots first, then these in order;
-    // a patch moves the rest of its string left, so within a record the
-    // sites go last to first.
+    // Each site is a string the launcher patches whole.
     for &at in program_sites {
         sites.extend_from_slice(&(program as u32).to_le_bytes());
         sites.extend_from_slice(&(at as u32).to_le_bytes());
@@ -329,7 +327,7 @@ fn launch_records(
         if i == program || r.kind != Kind::File || !r.data.starts_with(crate::elf::MAGIC) {
             continue;
         }
-        for at in placeholder_sites(r.data).into_iter().rev() {
+        for at in placeholder_sites(r.data) {
             sites.extend_from_slice(&(i as u32).to_le_bytes());
             sites.extend_from_slice(&(at as u32).to_le_bytes());
         }
@@ -388,24 +386,26 @@ fn alias_sites(records: &[Record]) -> Vec<u8> {
     out
 }
 
-/// Every offset of the placeholder prefix in `data`.
+/// Every string of `data` that starts with the placeholder prefix (the
+/// launcher replaces every placeholder in such a string: PT_INTERP, and
+/// DT_RPATH whose entries each start with one).
 fn placeholder_sites(data: &[u8]) -> Vec<usize> {
     let needle = placeholder_prefix();
     let needle = needle.as_os_str().as_encoded_bytes();
     let mut out = Vec::new();
     let mut at = 0;
     while let Some(pos) = find(&data[at..], needle) {
-        out.push(at + pos);
-        at += pos + needle.len();
+        let site = at + pos;
+        if site == 0 || data[site - 1] == 0 {
+            out.push(site);
+        }
+        at = site + needle.len();
     }
     out
 }
 
-/// The entry program's placeholders: the header's two slots (PT_INTERP,
-/// and the last one in DT_RPATH, whose entries each start with the
-/// placeholder) and the others, last to first, for the patch record (a
-/// patch moves the rest of its string left, so the earlier ones must come
-/// after the later ones).
+/// The entry program's placeholders: the header's two slots (PT_INTERP
+/// and DT_RPATH); nothing more for the patch record.
 fn program_slots(data: &[u8], entry: &str) -> Result<([u32; 2], Vec<usize>)> {
     let info = crate::elf::parse(data)
         .with_context(|| format!("{entry}: a single file's program must be an ELF program"))?;
@@ -416,15 +416,11 @@ fn program_slots(data: &[u8], entry: &str) -> Result<([u32; 2], Vec<usize>)> {
     let interp_at = find(data, &needle)
         .filter(|_| interp.starts_with(&placeholder_prefix().display().to_string()))
         .with_context(|| format!("{entry}: the placeholder for its interpreter is missing"))?;
-    let mut rpath: Vec<usize> = placeholder_sites(data)
+    let rpath = placeholder_sites(data)
         .into_iter()
-        .filter(|&at| at != interp_at)
-        .collect();
-    let last = rpath
-        .pop()
+        .find(|&at| at != interp_at)
         .with_context(|| format!("{entry}: the placeholder for its RPATH is missing"))?;
-    rpath.reverse();
-    Ok(([interp_at as u32, last as u32], rpath))
+    Ok(([interp_at as u32, rpath as u32], Vec::new()))
 }
 
 /// Where `needle` first occurs in `hay`.
