@@ -174,13 +174,17 @@ pub fn write_single_file(
         data: preload.as_bytes(),
     });
     // In a container image's own root the launcher installs the bundle's
-    // copies of /etc files and of the image's absolute paths (`root/`).
+    // files at their absolute paths (the bundle keeps the tree's shape):
+    // every top-level directory, /etc first.
     let mut install = String::new();
-    for (dir, abs) in [("etc", "/etc"), ("root", "/")] {
-        let prefix = format!("{dir}/");
-        if records.iter().any(|r| r.path.starts_with(&prefix)) {
-            install.push_str(&format!("{dir}\t{abs}\n"));
-        }
+    let mut tops: Vec<&str> = records
+        .iter()
+        .filter(|r| r.kind == Kind::Dir && !r.path.contains('/') && !r.path.starts_with('.'))
+        .map(|r| r.path)
+        .collect();
+    tops.sort_by_key(|t| (*t != "etc", *t));
+    for dir in tops {
+        install.push_str(&format!("{dir}\t/{dir}\n"));
     }
     records.push(Record {
         kind: Kind::File,
