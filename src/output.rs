@@ -44,6 +44,9 @@ pub fn atomic_write(
     let (dir, name) = split(&path)?;
     let parents = Parents::ensure(&dir, out)?;
     remove_stale(&dir);
+    // Registered before it exists: a signal between creating the temporary
+    // and registering it would otherwise leave it behind.
+    let _temps = Registered::new(&dir.join(temp_prefix(&name, false)), Cleanup::Temps);
     let mut tmp = tempfile::Builder::new()
         .prefix(&temp_prefix(&name, false))
         .tempfile_in(&dir)
@@ -68,6 +71,8 @@ pub fn replace_dir(dir: &Path, force: bool, fill: impl FnOnce(&Path) -> Result<(
     let (parent, name) = split(&abs)?;
     let parents = Parents::ensure(&parent, dir)?;
     remove_stale(&parent);
+    // Registered before it exists (see `atomic_write`).
+    let _temps = Registered::new(&parent.join(temp_prefix(&name, false)), Cleanup::Temps);
     let tmp = tempfile::Builder::new()
         .prefix(&temp_prefix(&name, false))
         .tempdir_in(&parent)
@@ -450,6 +455,39 @@ fn remove_stale(dir: &Path) {
     }
 }
 
+/// Removes a tree a writer may still be adding files to (it stops at the
+/// next file, see [`stopping`]).
+fn remove_tree_retrying(p: &Path) {
+    for _ in 0..20 {
+        make_writable(p);
+        if fs::remove_dir_all(p).is_ok() || !p.exists() {
+            break;
+        }
+    }
+}
+
+/// The entries of `prefix`'s directory whose names start with its file name.
+fn remove_temps(prefix: &Path) {
+    let (Some(dir), Some(start)) = (prefix.parent(), prefix.file_name()) else {
+        return;
+    };
+    let start = start.as_encoded_bytes();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if !e.file_name().as_encoded_bytes().starts_with(start) {
+            continue;
+        }
+        let p = e.path();
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_tree_retrying(&p);
+        } else {
+            let _ = fs::remove_file(&p);
+        }
+    }
+}
+
 /// Trees hold read-only directories (modes are set last, but a kill can come
 /// after): make them writable so they can be removed.
 fn make_writable(dir: &Path) {
@@ -468,6 +506,9 @@ enum Cleanup {
     File,
     Tree,
     EmptyDir,
+    /// Every entry of the path's directory whose name starts with the
+    /// path's file name (this process's temporaries of one output).
+    Temps,
 }
 
 /// Set once SIGINT/SIGTERM arrived: writers stop creating files, so the
@@ -530,15 +571,8 @@ fn install_handler() {
                     Cleanup::EmptyDir => {
                         let _ = fs::remove_dir(p);
                     }
-                    Cleanup::Tree => {
-                        // The main thread may still be adding files.
-                        for _ in 0..20 {
-                            make_writable(p);
-                            if fs::remove_dir_all(p).is_ok() || !p.exists() {
-                                break;
-                            }
-                        }
-                    }
+                    Cleanup::Temps => remove_temps(p),
+                    Cleanup::Tree => remove_tree_retrying(p),
                 }
             }
             let _ = signal_hook::low_level::emulate_default_handler(sig);

@@ -79,7 +79,8 @@ fn internally_linked_cgo_program_packs_as_single_file_and_prefix_bundle() {
         let _d = RootD::new(&root);
         std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
         expect_lookups(
-            &chroot(&root, &["/opt/cgi/bin/cgo-internal"]),
+            // Every file keeps its host path under the prefix.
+            &chroot(&root, &[&format!("/opt/cgi{}", prog.display())]),
             "prefix bundle in D",
         );
     }

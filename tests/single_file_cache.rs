@@ -277,7 +277,13 @@ fn simultaneous_first_starts_extract_once() {
     let cache2 = d.join("cache2");
     std::fs::create_dir(&cache2).unwrap();
     std::fs::set_permissions(&cache2, std::fs::Permissions::from_mode(0o700)).unwrap();
-    std::fs::create_dir_all(cache2.join(format!(".tmp-{key}/bin"))).unwrap();
+    // A directory the bundle holds (its tree's first level): the launcher
+    // removes only what its records name.
+    let top = names(&cache.join(&key))
+        .into_iter()
+        .find(|n| !n.starts_with('.'))
+        .unwrap();
+    std::fs::create_dir_all(cache2.join(format!(".tmp-{key}/{top}"))).unwrap();
     let lock = std::fs::File::create(cache2.join(format!(".lock-{key}"))).unwrap();
     use std::os::fd::AsRawFd;
     assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);

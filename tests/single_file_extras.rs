@@ -218,9 +218,30 @@ fn ca_certs_as_a_single_file_verify_a_local_tls_server() {
         describe(&o)
     );
 
-    // Read-only root as uid 65532: no cache directory, the launcher runs
-    // from memory and the bundle becomes a memfd.
-    let ro = Single::pack("openssl", &["/usr/bin/openssl", &ca_opt], &[]);
+    // Read-only root as uid 65532 with the package data (OpenSSL's
+    // module directories, named by OPENSSL_MODULES): no place to unpack a
+    // directory, so one line says how to give the program one.
+    let ro_guard = ReadOnly::new(&s.root);
+    let o = s.run_as(Some("65532:65532"), &[], &client);
+    let err = text(&o.stderr);
+    assert!(
+        o.status.code() == Some(127)
+            && err.lines().count() == 1
+            && err.contains("needs a writable directory")
+            && err.contains("ELFPACK_CACHE_DIR"),
+        "{}",
+        describe(&o)
+    );
+    drop(ro_guard);
+
+    // Without package data (CA bundle and libraries only): no cache
+    // directory, the launcher runs from memory and the bundle becomes a
+    // memfd.
+    let ro = Single::pack(
+        "openssl",
+        &["/usr/bin/openssl", &ca_opt, "--no-package-data"],
+        &[],
+    );
     let ro_guard = ReadOnly::new(&ro.root);
     let o = ro.run_as(Some("65532:65532"), &[("ELFPACK_DEBUG", "1")], &client);
     assert!(verified(&o), "{}", describe(&o));

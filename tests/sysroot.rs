@@ -193,7 +193,7 @@ fn rootfs_tarball_and_prefix_of_an_arm64_program_run_under_qemu() {
     ]);
     assert!(o.status.success(), "{}", describe(&o));
     assert_eq!(
-        text(&common::run_in(&pfx, &["/opt/hb/bin/hello"]).stdout),
+        text(&common::run_in(&pfx, &["/opt/hb/opt/hello"]).stdout),
         HELLO
     );
 }
