@@ -50,6 +50,10 @@ struct DepsArgs {
     /// Print JSON: {"programs":[{"path","interpreter","libraries":[{"name","path","needed_by"}]}]}.
     #[arg(long)]
     json: bool,
+    /// Print each file a pack would ship with its package and version (from the dpkg database, or
+    /// an ELF file's .note.package); with --json: {"files":[...],"packages":[...]}.
+    #[arg(long)]
+    packages: bool,
     #[arg(required = true)]
     programs: Vec<PathBuf>,
     /// Arguments for the traced run (--trace).
@@ -127,6 +131,14 @@ struct PackArgs {
     /// or to whoever unpacks them).
     #[arg(long)]
     keep_setid: bool,
+    /// Do not write the package metadata scanners read (/var/lib/dpkg/status.d/PKG and PKG.md5sums for
+    /// each Debian package with a shipped file, /etc/os-release).
+    #[arg(long)]
+    no_package_metadata: bool,
+    /// Write an SPDX 2.3 JSON SBOM of the output (packages with purls, files with checksums); with
+    /// --oci it also goes into the archive as an artifact referring to the image.
+    #[arg(long, value_name = "FILE")]
+    sbom: Option<PathBuf>,
     /// After packing, run the result in an isolated empty root (namespaces, /proc, /dev nodes, no helpers)
     /// and fail when the program fails.
     #[arg(long)]
@@ -239,6 +251,34 @@ fn collect_in(
     Ok((resolver, col, nsswitch))
 }
 
+/// Where each of the plan's files comes from, from the dpkg database of the
+/// system the files are read from; says once when it has none.
+fn provenance_of(
+    plan: &crate::plan::Plan,
+    quiet: bool,
+) -> Result<crate::plan::package_metadata::Provenance> {
+    let root = match plan.root.as_os_str().is_empty() {
+        true => PathBuf::from("/"),
+        false => plan.root.clone(),
+    };
+    let db = crate::collect::dpkg::Dpkg::open_root(&root)?;
+    if db.is_none() && !quiet {
+        eprintln!(
+            "elfpack: note: {}: no dpkg database ({}/status): package metadata is unavailable; the SBOM lists files and checksums only",
+            root.display(),
+            crate::collect::dpkg::ADMIN_DIR
+        );
+    }
+    Ok(crate::plan::package_metadata::provenance(plan, db.as_ref()))
+}
+
+/// An output's file name, naming it in an SBOM.
+fn file_label(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| p.display().to_string())
+}
+
 fn warn_all(warnings: &[String]) {
     for w in warnings {
         eprintln!("elfpack: warning: {w}");
@@ -246,7 +286,27 @@ fn warn_all(warnings: &[String]) {
 }
 
 fn deps(a: &DepsArgs) -> Result<()> {
-    let (_, col, _) = collect_programs(&a.programs, &a.collect, &a.args)?;
+    let (resolver, col, nsswitch) = collect_programs(&a.programs, &a.collect, &a.args)?;
+    if a.packages {
+        // The files a default --rootfs pack ships.
+        let opts = RootfsOptions {
+            install_to: None,
+            scratch_etc: true,
+            host_users: false,
+            nsswitch,
+            exclude: Vec::new(),
+            shared_runtime: false,
+        };
+        let plan = layout::rootfs_plan(&col, resolver.ld_cache(), &opts)?;
+        let prov = provenance_of(&plan, false)?;
+        let text = match a.json {
+            true => report::packages::json(&plan, &prov) + "\n",
+            false => report::packages::text(&plan, &prov),
+        };
+        std::io::stdout().write_all(text.as_bytes())?;
+        warn_all(&col.warnings);
+        return Ok(());
+    }
     let text = if a.json {
         report::json(&col) + "\n"
     } else {
@@ -424,12 +484,46 @@ fn pack(a: &PackArgs, quiet: bool) -> Result<()> {
         })
         .chain(col.programs.iter().map(|p| p.path.as_path()))
         .collect();
-    for out in [&a.rootfs, &dockerfile, &a.output, &a.oci]
+    for out in [&a.rootfs, &dockerfile, &a.output, &a.oci, &a.sbom]
         .into_iter()
         .flatten()
     {
         crate::output::refuse_inputs_inside(out, inputs.iter().copied())?;
     }
+    if let Some(f) = &a.sbom {
+        crate::output::check_file_output(f, a.force)?;
+    }
+    // What scanners read: written into image-shaped outputs (a single file
+    // is not an image), and the SBOM's source.
+    let want_metadata = single.is_none() && !a.no_package_metadata;
+    let sbom = if want_metadata || a.sbom.is_some() {
+        let prov = provenance_of(&plan, quiet)?;
+        if want_metadata {
+            crate::plan::package_metadata::add_metadata(&mut plan, &prov)?;
+        }
+        match &a.sbom {
+            Some(f) => {
+                let (name, under, purpose) = match (single, &a.oci, &a.rootfs, tarball) {
+                    (Some(f), ..) => (
+                        file_label(f),
+                        Some(crate::emit::single_file::placeholder_prefix()),
+                        "APPLICATION",
+                    ),
+                    (None, Some(_), ..) | (None, None, None, None) => {
+                        (cfg.tag.clone(), None, "CONTAINER")
+                    }
+                    (None, None, Some(d), _) => (file_label(d), None, "CONTAINER"),
+                    (None, None, None, Some(t)) => (file_label(t), None, "CONTAINER"),
+                };
+                let doc =
+                    crate::emit::sbom::document(&plan, &prov, &name, under.as_deref(), purpose)?;
+                Some((f, doc))
+            }
+            None => None,
+        }
+    } else {
+        None
+    };
     if !a.keep_setid {
         let dropped = plan.drop_setid();
         if let Some(first) = dropped.first() {
@@ -510,12 +604,16 @@ fn pack(a: &PackArgs, quiet: bool) -> Result<()> {
         );
         use emit::oci::Destination as _;
         if let Some(o) = &a.oci {
+            let archived = match &sbom {
+                Some((_, doc)) => emit::oci::attach_sbom(set.clone(), doc.clone())?,
+                None => set.clone(),
+            };
             emit::oci::Archive {
                 out: o.clone(),
                 tag: cfg.tag.clone(),
                 force: a.force,
             }
-            .publish(&set)?;
+            .publish(&archived)?;
             outputs.push(OutputSize {
                 path: o.clone(),
                 kind: "OCI archive",
@@ -526,6 +624,15 @@ fn pack(a: &PackArgs, quiet: bool) -> Result<()> {
             r.publish(&set)?;
             push = Some(r.stats);
         }
+    }
+    if let Some((f, doc)) = &sbom {
+        crate::output::atomic_write(f, a.force, |w| Ok(w.write_all(doc)?))
+            .with_context(|| format!("{}: cannot write the SBOM", f.display()))?;
+        outputs.push(OutputSize {
+            path: f.to_path_buf(),
+            kind: "SBOM",
+            bytes: size(f),
+        });
     }
     let mut report = PackReport {
         files,
@@ -584,6 +691,11 @@ fn pack(a: &PackArgs, quiet: bool) -> Result<()> {
 /// Several `--sysroot`s (`/` is this host): one image per system's machine
 /// under one index, written with --oci and/or pushed with --push.
 fn pack_platforms(a: &PackArgs) -> Result<()> {
+    if a.sbom.is_some() {
+        bail!(
+            "--sbom describes one system's files: with several --sysroot, pack each platform on its own to get its SBOM"
+        );
+    }
     let tree_outputs = a.rootfs.is_some()
         || a.output.is_some()
         || a.prefix.is_some()
@@ -621,6 +733,10 @@ fn pack_platforms(a: &PackArgs) -> Result<()> {
         let mut plan = layout::rootfs_plan(&col, resolver.ld_cache(), &opts)?;
         if let Some(e) = &a.image.entrypoint {
             plan.entrypoint = vec![e.clone()];
+        }
+        if !a.no_package_metadata {
+            let prov = provenance_of(&plan, false)?;
+            crate::plan::package_metadata::add_metadata(&mut plan, &prov)?;
         }
         if plan.entrypoint.is_empty() {
             bail!(

@@ -7,6 +7,9 @@
 //! headers and symbol tables keeps resolution of thousands of files fast.
 
 pub mod edit;
+mod note;
+
+pub use note::{PackageNote, package_note};
 
 use std::fs::File;
 use std::path::Path;

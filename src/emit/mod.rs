@@ -5,7 +5,8 @@
 //! touches another: a rootfs tree ([`rootfs`]), a tarball ([`tar`]), an OCI
 //! image archive ([`oci`]), an image pushed to a registry ([`registry`],
 //! behind the same [`oci::Destination`] as the archive), a Dockerfile beside a tree ([`dockerfile`]), a
-//! self-extracting single file ([`single_file`]). A `--prefix` bundle is a
+//! self-extracting single file ([`single_file`]), and an SPDX document of
+//! any of them ([`sbom`], which an OCI archive also carries as an artifact). A `--prefix` bundle is a
 //! rootfs write of the plan made by [`crate::plan::prefix`] and
 //! [`crate::plan::bundle`], so it needs no emitter of its own.
 
@@ -13,5 +14,6 @@ pub mod dockerfile;
 pub mod oci;
 pub mod registry;
 pub mod rootfs;
+pub mod sbom;
 pub mod single_file;
 pub mod tar;

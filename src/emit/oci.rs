@@ -182,6 +182,9 @@ pub struct Image {
 pub struct ImageSet {
     pub images: Vec<Image>,
     pub index: Option<Blob>,
+    /// Artifacts that refer to an image (an SBOM): their manifests, then
+    /// their configs and contents. Listed by the index.
+    pub artifacts: Vec<Blob>,
 }
 
 impl ImageSet {
@@ -237,7 +240,57 @@ pub fn build(plans: &[(&Plan, Platform)], cfg: &ImageConfig) -> Result<ImageSet>
             ))
         }
     };
-    Ok(ImageSet { images, index })
+    Ok(ImageSet {
+        images,
+        index,
+        artifacts: Vec::new(),
+    })
+}
+
+/// The media type of an SPDX JSON document (SPDX 2.3, annex: media types).
+pub const SPDX_JSON: &str = "application/spdx+json";
+
+/// `set` with `sbom` attached as an OCI 1.1 artifact: a manifest with
+/// `artifactType` application/spdx+json, the empty config, the document as
+/// its one layer and the image manifest as its `subject`. An archive has no
+/// referrers API, so an index lists both, the image with its platform: a
+/// runtime picks the image by platform (containers/image, containerd do),
+/// and tools that follow `subject` find the SBOM, as with buildx's
+/// attestations. One image only: a multi-platform index would need one SBOM
+/// per platform.
+pub fn attach_sbom(set: ImageSet, sbom: Vec<u8>) -> Result<ImageSet> {
+    let [image] = set.images.as_slice() else {
+        anyhow::bail!("an SBOM is attached to a single-platform image only");
+    };
+    let spdx = MediaType::Other(SPDX_JSON.to_string());
+    let empty = Blob::new(MediaType::EmptyJSON, b"{}".to_vec());
+    let doc = Blob::new(spdx.clone(), sbom);
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .artifact_type(spdx.clone())
+        .config(empty.descriptor()?)
+        .layers(vec![doc.descriptor()?])
+        .subject(image.manifest.descriptor()?)
+        .build()?;
+    let artifact = Blob::new(MediaType::ImageManifest, serde_json::to_vec(&manifest)?);
+    let mut image_desc = image.manifest.descriptor()?;
+    image_desc.set_platform(Some(image.platform.descriptor_platform()?));
+    let mut artifact_desc = artifact.descriptor()?;
+    artifact_desc.set_artifact_type(Some(spdx));
+    let index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(vec![image_desc, artifact_desc])
+        .build()?;
+    Ok(ImageSet {
+        index: Some(Blob::new(
+            MediaType::ImageIndex,
+            serde_json::to_vec(&index)?,
+        )),
+        artifacts: vec![artifact, empty, doc],
+        ..set
+    })
 }
 
 /// `cfg.entrypoint` when set, else the plan's own (each platform's plan
@@ -363,6 +416,7 @@ impl Archive {
             .into_iter()
             .chain(manifests)
             .chain(&set.index)
+            .chain(&set.artifacts)
         {
             put(
                 &mut layout,
@@ -402,7 +456,7 @@ pub fn write_file(plan: &Plan, cfg: &ImageConfig, out: &Path, force: bool) -> Re
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time (days-to-civil, proleptic Gregorian).
-fn rfc3339(secs: u64) -> String {
+pub fn rfc3339(secs: u64) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let z = days + 719_468;

@@ -11,6 +11,7 @@
 pub mod bundle;
 pub mod extras;
 pub mod layout;
+pub mod package_metadata;
 pub mod prefix;
 pub mod runtime_env;
 pub mod scratch_etc;
@@ -59,6 +60,9 @@ pub struct Plan {
     /// The system host paths are read from: empty or `/`, or a `--sysroot`
     /// (paths stay those inside it; see [`crate::loader::root`]).
     pub root: PathBuf,
+    /// Image path -> the host file a [`Node::Data`] was made from (an ELF
+    /// file a bundle rewrote), so the file's package is still known.
+    pub origins: BTreeMap<PathBuf, PathBuf>,
 }
 
 /// Symlinks followed while materialising one path, as in the kernel (ELOOP).

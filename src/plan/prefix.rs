@@ -171,6 +171,7 @@ pub fn bundle_plan(
                     },
                     Err(_) => bytes,
                 };
+                plan.origins.insert(dest.clone(), src.clone());
                 Node::Data { bytes, mode: *mode }
             }
             other => other.clone(),

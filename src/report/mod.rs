@@ -1,6 +1,8 @@
-//! `elfpack deps`: a static `ldd` that says why each file is there.
+//! `elfpack deps`: a static `ldd` that says why each file is there
+//! ([`packages`]: and which package each comes from).
 
 pub mod extras;
+pub mod packages;
 
 use std::fmt::Write as _;
 

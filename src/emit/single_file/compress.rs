@@ -36,6 +36,11 @@ const CHUNKS: usize = 2;
 /// costs little.
 const BYTES_PER_CHUNK: usize = 24 << 20;
 
+/// Archives above this size (a big closure: ffmpeg's is 235 MiB) are
+/// compressed with a shallower match search (see [`lzma`]): packing them
+/// took minutes, and there the search depth is most of the time.
+const BIG_ARCHIVE: usize = 64 << 20;
+
 /// The launcher decodes at most this many chunks at once.
 const MAX_CHUNKS: usize = 16;
 
@@ -174,6 +179,7 @@ pub fn compress(raw: &[u8], bounds: &[usize], c: Compression) -> Result<(u32, Ve
         Compression::Balanced | Compression::Max => CODEC_LZMA_BCJ,
     };
     let pieces: Vec<&[u8]> = bounds.windows(2).map(|w| &raw[w[0]..w[1]]).collect();
+    let big = raw.len() > BIG_ARCHIVE;
     // As many encoders at once as there are cores (each holds its match
     // finder's memory), at least two; the biggest chunks first.
     let threads = std::thread::available_parallelism()
@@ -195,7 +201,7 @@ pub fn compress(raw: &[u8], bounds: &[usize], c: Compression) -> Result<(u32, Ve
                 loop {
                     let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(&i) = order.get(k) else { break };
-                    let r = compress_chunk(pieces[i], c, &progress);
+                    let r = compress_chunk(pieces[i], c, big, &progress);
                     results.lock().expect("no thread panics holding it")[i] = Some(r);
                 }
             });
@@ -210,7 +216,7 @@ pub fn compress(raw: &[u8], bounds: &[usize], c: Compression) -> Result<(u32, Ve
     Ok((codec, chunks))
 }
 
-fn compress_chunk(piece: &[u8], c: Compression, progress: &Progress) -> Result<Chunk> {
+fn compress_chunk(piece: &[u8], c: Compression, big: bool, progress: &Progress) -> Result<Chunk> {
     // Both codecs compress what the x86-64 filter makes of the chunk.
     let filtered = || {
         let mut f = piece.to_vec();
@@ -229,7 +235,7 @@ fn compress_chunk(piece: &[u8], c: Compression, progress: &Progress) -> Result<C
             (0, data)
         }
         Compression::Balanced | Compression::Max => {
-            lzma(&filtered(), c == Compression::Max, progress)?
+            lzma(&filtered(), c == Compression::Max, big, progress)?
         }
     };
     Ok(Chunk {
@@ -242,7 +248,7 @@ fn compress_chunk(piece: &[u8], c: Compression, progress: &Progress) -> Result<C
 /// A raw LZMA stream: liblzma's `.lzma` output without its 13-byte header
 /// (properties byte, dictionary size, length), whose properties byte is
 /// returned beside the stream.
-fn lzma(data: &[u8], extreme: bool, progress: &Progress) -> Result<(u8, Vec<u8>)> {
+fn lzma(data: &[u8], extreme: bool, big: bool, progress: &Progress) -> Result<(u8, Vec<u8>)> {
     use xz2::stream::{LzmaOptions, Stream};
     let preset = if extreme { 9 | PRESET_EXTREME } else { 6 };
     let mut opts = LzmaOptions::new_preset(preset)?;
@@ -258,6 +264,12 @@ fn lzma(data: &[u8], extreme: bool, progress: &Progress) -> Result<(u8, Vec<u8>)
         // Preset 6 stops extending a match at 64 bytes; at 32 it packs
         // curl's closure about 14% faster for 0.05% more bytes.
         opts.nice_len(32);
+    }
+    if big && !extreme {
+        // The binary-tree match finder follows at most 4 candidates instead
+        // of preset 6's 24: on a 16 MiB slice of ffmpeg's closure 1.5 times
+        // as fast for 1.8% more bytes (measured with xz --lzma1 depth=4).
+        opts.depth(4);
     }
     let stream = Stream::new_lzma_encoder(&opts).context("cannot set up the LZMA encoder")?;
     let mut enc = xz2::write::XzEncoder::new_stream(Vec::new(), stream);
