@@ -1116,7 +1116,12 @@ fn main() {
         // The trees are large (curl's are ~20 MB each): free them as we go.
         let _ = std::fs::remove_dir_all(&w);
     }
-    let report = table(&o, &su, &peers, &variants, started.elapsed());
+    let hello_cpp = subjects
+        .iter()
+        .find(|s| s.name == "hello.cpp")
+        .map(|s| s.prog.clone());
+    let added = package_data_sizes(&mut su, d, hello_cpp);
+    let report = table(&o, &su, &peers, &variants, started.elapsed()) + &added;
     print!("{report}");
     // Only a full run replaces the full table.
     let file = match (o.quick, o.only.is_empty()) {
@@ -1137,6 +1142,54 @@ fn main() {
         }
         std::process::exit(1);
     }
+}
+
+/// Issue 15 item 7 (and 17): what package data and package metadata add to
+/// default `--rootfs` outputs, beside the same pack without them (what
+/// elfpack wrote before either existed). Goal: at most 5% more bytes.
+fn package_data_sizes(su: &mut Suite, d: &Path, hello_cpp: Option<PathBuf>) -> String {
+    let mut out = String::from(
+        "\n## What package data and metadata add (default --rootfs)\n\n\
+         | program | default | --no-package-data --no-package-metadata | ratio |\n|---|---|---|---|\n",
+    );
+    let progs = hello_cpp.into_iter().chain(
+        ["curl", "git", "openssl", "sqlite3"]
+            .iter()
+            .map(|p| Path::new("/usr/bin").join(p)),
+    );
+    for prog in progs.filter(|p| p.exists()) {
+        let name = prog.file_name().unwrap().to_string_lossy().into_owned();
+        let mut sizes = Vec::new();
+        for (i, extra) in [&[][..], &["--no-package-data", "--no-package-metadata"]]
+            .iter()
+            .enumerate()
+        {
+            let root = d.join(format!("pkgdata-{name}-{i}"));
+            let ok = Command::new(ELFPACK)
+                .arg(&prog)
+                .args(*extra)
+                .arg("--rootfs")
+                .arg(&root)
+                .args(["--force", "-q"])
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                su.fail(format!("{name}: elfpack --rootfs {extra:?} failed"));
+            }
+            sizes.push(tree_size(&root).1);
+            let _ = std::fs::remove_dir_all(&root);
+        }
+        let ratio = sizes[0] as f64 / sizes[1].max(1) as f64;
+        su.check(
+            ratio <= 1.05,
+            format!("{name}: package data + metadata add {ratio:.3}x (goal <= 1.05)"),
+        );
+        out.push_str(&format!(
+            "| {name} | {} B | {} B | {ratio:.3} |\n",
+            sizes[0], sizes[1]
+        ));
+    }
+    out
 }
 
 // ---------------------------------------------------------------- table

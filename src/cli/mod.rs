@@ -251,25 +251,78 @@ fn collect_in(
     Ok((resolver, col, nsswitch))
 }
 
-/// Where each of the plan's files comes from, from the dpkg database of the
-/// system the files are read from; says once when it has none.
+/// The system a plan's files are read from: `/` or a `--sysroot`.
+fn plan_root(plan: &crate::plan::Plan) -> PathBuf {
+    match plan.root.as_os_str().is_empty() {
+        true => PathBuf::from("/"),
+        false => plan.root.clone(),
+    }
+}
+
+/// The dpkg database of the system a plan's files come from.
+fn dpkg_of(plan: &crate::plan::Plan) -> Result<Option<crate::collect::dpkg::Dpkg>> {
+    crate::collect::dpkg::Dpkg::open_root(&plan_root(plan))
+}
+
+/// Where each of the plan's files comes from, from `db`; says once when
+/// there is no database.
+fn provenance_with(
+    plan: &crate::plan::Plan,
+    db: Option<&crate::collect::dpkg::Dpkg>,
+    quiet: bool,
+) -> crate::plan::package_metadata::Provenance {
+    if db.is_none() && !quiet {
+        eprintln!(
+            "elfpack: note: {}: no dpkg database ({}/status): package metadata is unavailable; the SBOM lists files and checksums only",
+            plan_root(plan).display(),
+            crate::collect::dpkg::ADMIN_DIR
+        );
+    }
+    crate::plan::package_metadata::provenance(plan, db)
+}
+
+/// Where each of the plan's files comes from (see [`provenance_with`]).
 fn provenance_of(
     plan: &crate::plan::Plan,
     quiet: bool,
 ) -> Result<crate::plan::package_metadata::Provenance> {
-    let root = match plan.root.as_os_str().is_empty() {
-        true => PathBuf::from("/"),
-        false => plan.root.clone(),
+    Ok(provenance_with(plan, dpkg_of(plan)?.as_ref(), quiet))
+}
+
+/// Notes for the programs no package owns: the paths their strings name
+/// that exist here but are not shipped (README "Package data").
+fn named_paths_notes(
+    plan: &crate::plan::Plan,
+    programs: &[crate::collect::Program],
+    db: Option<&crate::collect::dpkg::Dpkg>,
+    bundle: Option<&Path>,
+) -> Vec<String> {
+    let root = plan_root(plan);
+    let in_root: Vec<PathBuf> = programs
+        .iter()
+        .map(|p| match p.path.strip_prefix(&root) {
+            Ok(rel) if root != Path::new("/") => Path::new("/").join(rel),
+            _ => p.path.clone(),
+        })
+        .collect();
+    let owners = match db {
+        Some(db) => db
+            .owners_of(&in_root)
+            .into_iter()
+            .map(|o| !o.is_empty())
+            .collect(),
+        None => vec![false; programs.len()],
     };
-    let db = crate::collect::dpkg::Dpkg::open_root(&root)?;
-    if db.is_none() && !quiet {
-        eprintln!(
-            "elfpack: note: {}: no dpkg database ({}/status): package metadata is unavailable; the SBOM lists files and checksums only",
-            root.display(),
-            crate::collect::dpkg::ADMIN_DIR
-        );
-    }
-    Ok(crate::plan::package_metadata::provenance(plan, db.as_ref()))
+    programs
+        .iter()
+        .zip(owners)
+        .filter(|(p, owned)| !owned && p.shebang.is_none())
+        .filter_map(|(p, _)| {
+            let bytes = std::fs::read(&p.path).ok()?;
+            let paths = crate::report::named_paths::not_shipped(&bytes, &root, plan, bundle);
+            crate::report::named_paths::note(&p.path, &paths)
+        })
+        .collect()
 }
 
 /// An output's file name, naming it in an SBOM.
@@ -496,8 +549,12 @@ fn pack(a: &PackArgs, quiet: bool) -> Result<()> {
     // What scanners read: written into image-shaped outputs (a single file
     // is not an image), and the SBOM's source.
     let want_metadata = single.is_none() && !a.no_package_metadata;
+    let db = dpkg_of(&plan)?;
+    for n in named_paths_notes(&plan, &col.programs, db.as_ref(), bundle_prefix.as_deref()) {
+        eprintln!("elfpack: note: {n}");
+    }
     let sbom = if want_metadata || a.sbom.is_some() {
-        let prov = provenance_of(&plan, quiet)?;
+        let prov = provenance_with(&plan, db.as_ref(), quiet);
         if want_metadata {
             crate::plan::package_metadata::add_metadata(&mut plan, &prov)?;
         }

@@ -72,8 +72,46 @@ pub fn summary(extras: &Extras) -> Option<String> {
         .iter()
         .filter(|a| a.source == "--trace")
         .count();
+    // What package data added, the part of a default pack a user did not ask
+    // for by name (issue 15: its size is reported).
+    let packaged: Vec<&Added> = extras
+        .added
+        .iter()
+        .filter(|a| a.source.starts_with("package "))
+        .collect();
+    let packaged_bytes: u64 = packaged.iter().map(|a| item_bytes(&a.item)).sum();
+    let package_part = match packaged.len() {
+        0 => String::new(),
+        n => format!(
+            ", {n} from package data: {} (--no-package-data leaves them out)",
+            human_bytes(packaged_bytes)
+        ),
+    };
     Some(format!(
-        "elfpack: {} extra path(s) added ({traced} from --trace); `elfpack deps` with the same options lists them and why",
+        "elfpack: {} extra path(s) added ({traced} from --trace{package_part}); `elfpack deps` with the same options lists them and why",
         extras.added.len()
     ))
+}
+
+/// The bytes a regular file item ships (0 for directories and links).
+fn item_bytes(item: &Item) -> u64 {
+    let src = match item {
+        Item::HostPath(p) => p,
+        Item::FileAs { src, .. } => src,
+        Item::Data { bytes, .. } => return bytes.len() as u64,
+        _ => return 0,
+    };
+    std::fs::symlink_metadata(src)
+        .ok()
+        .filter(|m| m.is_file())
+        .map_or(0, |m| m.len())
+}
+
+/// `1.2 MiB`, `340 KiB`, `12 B`.
+fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.0} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
 }

@@ -2,6 +2,7 @@
 //! ([`packages`]: and which package each comes from).
 
 pub mod extras;
+pub mod named_paths;
 pub mod packages;
 
 use std::fmt::Write as _;
