@@ -38,6 +38,8 @@ command -v cargo >/dev/null || { echo "test.sh: cargo not found (install Rust fi
 #   gcc-i686-linux-gnu           `elfpack patch` on 32-bit and big-endian files, run under
 #                                qemu-user with the cross compilers' sysroots (tests/patch_cross.rs)
 #   vim                          package data: vim's runtime from a FROM scratch image
+#   python3-venv                 a venv of Debian's python3 for pyspdxtools (below), which
+#                                validates --sbom documents (tests/package_metadata.rs)
 PACKAGES=(
   gcc g++ libc6-dev binutils make ca-certificates
   curl git sqlite3 openssl libc-bin
@@ -51,6 +53,7 @@ PACKAGES=(
   gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf gcc-powerpc64le-linux-gnu gcc-s390x-linux-gnu
   gcc-i686-linux-gnu
   vim
+  python3-venv
 )
 
 missing=()
@@ -66,6 +69,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# pyspdxtools (PyPI spdx-tools, pinned) in a venv of Debian's /usr/bin/python3
+# (not whatever python3 comes first on PATH) under the target directory,
+# where tests/package_metadata.rs looks for it; made again when the pinned
+# version changes.
+SPDX_TOOLS=0.8.5
+spdx_venv="$(realpath -m "${CARGO_TARGET_DIR:-target}")/spdx-tools"
+if [ "$("$spdx_venv/bin/python" -c 'import importlib.metadata as m; print(m.version("spdx-tools"))' 2>/dev/null)" != "$SPDX_TOOLS" ] ||
+  [ ! -x "$spdx_venv/bin/pyspdxtools" ]; then
+  echo "test.sh: installing spdx-tools $SPDX_TOOLS into $spdx_venv" >&2
+  rm -rf "$spdx_venv"
+  /usr/bin/python3 -m venv "$spdx_venv"
+  "$spdx_venv/bin/pip" install -q --disable-pip-version-check "spdx-tools==$SPDX_TOOLS"
 fi
 
 exec cargo test --release "$@"
