@@ -222,3 +222,67 @@ fn deps_lists_package_files_and_reasons() {
         describe(&o)
     );
 }
+
+/// Issue 15 item 2: a program no package owns keeps its exact ELF closure,
+/// and the absolute paths its strings name that exist here but are not
+/// shipped are reported, each with the option that adds it.
+#[test]
+fn unowned_programs_report_paths_they_name() {
+    let w = workdir();
+    let prog = common::compile_c(
+        w.path(),
+        "named",
+        r#"#include <stdio.h>
+int main(void) {
+    FILE *f = fopen("/usr/share/zoneinfo/UTC", "r");
+    puts(f ? "found" : "missing");
+    puts("/etc/passwd");              /* generated in the image: not reported */
+    puts("/usr/share/no-such-dir-x"); /* not here: not reported */
+    return 0;
+}
+"#,
+        &[],
+    );
+    let pack = |extra: &[&str]| {
+        let root = w.path().join("root");
+        let o = elfpack()
+            .arg(&prog)
+            .arg("--rootfs")
+            .arg(&root)
+            .arg("--force")
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", describe(&o));
+        text(&o.stderr)
+    };
+    let err = pack(&[]);
+    let note: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("named by the program but not shipped"))
+        .collect();
+    assert_eq!(note.len(), 1, "{err}");
+    assert!(
+        note[0].contains("/usr/share/zoneinfo/UTC (--add /usr/share/zoneinfo/UTC)"),
+        "{err}"
+    );
+    assert!(
+        !note[0].contains("/etc/passwd") && !note[0].contains("no-such-dir"),
+        "{err}"
+    );
+    // Shipped with --add: nothing left to report.
+    let err = pack(&["--add", "/usr/share/zoneinfo/UTC"]);
+    assert!(!err.contains("named by the program"), "{err}");
+    // A program a package owns gets its package data instead: no report.
+    let o = elfpack()
+        .args(["/usr/bin/curl", "--rootfs"])
+        .arg(w.path().join("curl"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", describe(&o));
+    assert!(
+        !text(&o.stderr).contains("named by the program"),
+        "{}",
+        describe(&o)
+    );
+}

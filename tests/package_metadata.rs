@@ -979,11 +979,10 @@ fn package_note_names_an_unowned_program() {
     assert!(doc.has(id, "CONTAINS", fid), "hello-note CONTAINS {rel}");
     assert!(!doc.named("libc6").is_empty());
 
-    // The text form: PATH<TAB>NAME VERSION ARCH, as the JSON says, marked
-    // "(note)" where the package comes from the file's own note.
+    // The text form: PATH<TAB>NAME VERSION ARCH, as the JSON says.
     let out = stdout_ok(run(&["deps", "--packages", s(&noted), s(&plain)], None));
     let lines = deps_lines(&out);
-    assert_eq!(lines[s(&noted)], "hello-note 1.2-3 amd64 (note)", "{out}");
+    assert_eq!(lines[s(&noted)], "hello-note 1.2-3 amd64", "{out}");
     assert_eq!(lines[s(&plain)], "-", "{out}");
     let libc6 = format!("libc6 {} amd64", host_version("libc6:amd64"));
     assert!(

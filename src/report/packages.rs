@@ -8,12 +8,11 @@ use crate::plan::{Node, Plan};
 
 /// One line per regular file: `PATH<TAB>NAME VERSION ARCH`, or
 /// `PATH<TAB>-` for a file no package owns (a user's program, generated
-/// /etc files); a package known from an ELF note is marked `(note)`.
+/// /etc files). Whether a package is dpkg's or an ELF note's is in `--json`.
 pub fn text(plan: &Plan, prov: &Provenance) -> String {
     let mut out = String::new();
     for path in files(plan) {
         let owner = match prov.owner_of(path) {
-            Some(p) if p.from == "note" => format!("{} {} {} (note)", p.name, p.version, p.arch),
             Some(p) => format!("{} {} {}", p.name, p.version, p.arch),
             None => "-".to_string(),
         };
