@@ -105,11 +105,14 @@ fn packed_programs_run_in_every_root() {
     let hello = compile(&bins, "hello.cpp", &[]);
     let nss = compile(&bins, "nss.c", &[]);
     let cancel = compile(&bins, "cancel.c", &["-pthread"]);
+    // A static program: no loader, so from memory its memfd runs itself.
+    let static_hello = common::compile_to(&bins.join("static-hello"), "hello.c", &["-static"]);
     let mut packed = Vec::new();
     for (prog, compress) in [
         (hello.as_path(), "balanced"),
         (&nss, "max"),
         (&cancel, "fast"),
+        (&static_hello, "balanced"),
         (Path::new("/usr/bin/curl"), "balanced"),
         (Path::new("/usr/bin/git"), "fast"),
         (Path::new("/usr/bin/ls"), "balanced"),
@@ -134,6 +137,7 @@ fn packed_programs_run_in_every_root() {
         ),
         (&["/nss.packed"], "user root, localhost resolves", false),
         (&["/cancel.packed"], "cancelled", false),
+        (&["/static-hello.packed"], "hello from C", false),
         (&["/curl.packed", "--version"], "curl ", false),
         (&["/git.packed", "--version"], "git version", true),
         (&["/ls.packed", "-ln", "/"], " 0 0 ", false),

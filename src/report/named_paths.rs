@@ -101,6 +101,31 @@ fn specific(p: &Path) -> bool {
     specific
 }
 
+/// Where the C library and the loader sit in a Debian root (x86-64,
+/// aarch64, merged /usr or not).
+const C_RUNTIME: &[&str] = &[
+    "lib/x86_64-linux-gnu/libc.so.6",
+    "usr/lib/x86_64-linux-gnu/libc.so.6",
+    "lib64/ld-linux-x86-64.so.2",
+    "usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+    "lib/aarch64-linux-gnu/libc.so.6",
+    "usr/lib/aarch64-linux-gnu/libc.so.6",
+    "lib/ld-linux-aarch64.so.1",
+    "usr/lib/aarch64-linux-gnu/ld-linux-aarch64.so.1",
+];
+
+/// The paths glibc and its loader name themselves (`/etc/ld.so.cache`,
+/// `/usr/lib/locale`, gconv...): a static program carries them, and they
+/// say nothing about what the program needs beyond what libc's own
+/// options (`--locale`, `--gconv`) ship.
+fn c_runtime_strings(root: &Path) -> std::collections::HashSet<PathBuf> {
+    C_RUNTIME
+        .iter()
+        .filter_map(|rel| std::fs::read(root.join(rel)).ok())
+        .flat_map(|bytes| absolute_strings(&bytes))
+        .collect()
+}
+
 /// The paths `program` (its bytes) names that exist under `root` (the
 /// build system) and that `plan` does not ship (at their own paths, or
 /// under `bundle`, a bundle's prefix).
@@ -117,9 +142,10 @@ pub fn not_shipped(
                     .is_some()
             })
     };
+    let libc = c_runtime_strings(root);
     absolute_strings(program)
         .into_iter()
-        .filter(|p| specific(p))
+        .filter(|p| specific(p) && !libc.contains(p))
         .filter(|p| !shipped(p))
         .filter(|p| {
             crate::loader::root::in_root(root, p)

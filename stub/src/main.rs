@@ -384,10 +384,21 @@ fn run_from_memory(ctx: &Ctx, raw: &[u8]) -> ! {
         num.push(b"/proc/self/fd/").num(fd as u64);
     };
     let mut p = Path::new();
+    // A static program: the header names a stand-in record, the entry
+    // record the program, which runs by itself (no loader, no preloads).
+    let entry = record(raw, Some(b".elfpack-entry"), 0).map_or(&[][..], |r| &raw[r]);
+    let mut is_static = false;
+    let mut direct: Option<*const u8> = None;
     // Map record indices back to names to find the loader and the program.
     records(raw, |i, _, _, rel, _| {
+        if i == h.program && rel == b".elfpack-static" {
+            is_static = true;
+        }
         if let Some(&(_, fd)) = fds[..nfds].iter().find(|(j, _)| *j == i) {
             fd_path(fd, &mut p);
+            if rel == entry {
+                direct = Some(arena.cstr(&[p.bytes()]));
+            }
             if file_name(rel).starts_with(b"ld-linux") {
                 loader = Some(arena.cstr(&[p.bytes()]));
             } else if i == h.program {
@@ -419,8 +430,10 @@ fn run_from_memory(ctx: &Ctx, raw: &[u8]) -> ! {
             true
         });
     }
-    let (Some(loader), Some(program)) = (loader, program) else {
-        die(&[b"the payload has no loader or program"])
+    let (loader, program) = match (is_static, direct, loader, program) {
+        (true, Some(d), _, _) => (None, d),
+        (false, _, Some(l), Some(p)) => (Some(l), p),
+        _ => die(&[b"the payload has no loader or program"]),
     };
     let argc = {
         let mut n = 0;
@@ -454,20 +467,24 @@ fn run_from_memory(ctx: &Ctx, raw: &[u8]) -> ! {
     let mut base = env::Base::Mem(&mut to_memfd);
     let envp = env::envp(ctx, &mut arena, env_rec, &mut base);
     let mut args = arena.ptrs(argc + env::lines(argv_rec).count() + 8);
-    for a in [
-        loader,
-        arena.cstr(&[b"--argv0"]),
-        arena.cstr(&[argv0]),
-        arena.cstr(&[b"--preload"]),
-        arena.cstr(&[list.bytes()]),
-        program,
-    ] {
-        args.push(a);
+    match loader {
+        Some(loader) => {
+            for a in [
+                loader,
+                arena.cstr(&[b"--argv0"]),
+                arena.cstr(&[argv0]),
+                arena.cstr(&[b"--preload"]),
+                arena.cstr(&[list.bytes()]),
+                program,
+            ] {
+                args.push(a);
+            }
+        }
+        None => args.push(arena.cstr(&[argv0])),
     }
     // A #! script: the program is its interpreter; the rest of its argv.
     env::push_lines(&mut arena, argv_rec, 1, &mut base, &mut args);
     args.extend(ctx.argv, 1);
-    drop(base);
     if needs_dir {
         die(&[
             argv0,
@@ -477,8 +494,15 @@ fn run_from_memory(ctx: &Ctx, raw: &[u8]) -> ! {
         ]);
     }
     unsafe {
-        ctx.say(&[b"exec the loader from memory"]);
-        let r = execve(cstr(loader), args.p as *const *const u8, envp);
+        ctx.say(&[match loader {
+            Some(_) => b"exec the loader from memory",
+            None => b"exec the static program from memory",
+        }]);
+        let r = execve(
+            cstr(loader.unwrap_or(program)),
+            args.p as *const *const u8,
+            envp,
+        );
         let mut n = Path::new();
         n.num((-r) as u64);
         die(&[
@@ -830,13 +854,10 @@ fn corrupted(me: &Path) -> ! {
 fn unpack(ctx: &Ctx, packed: &'static [u8], tr: &Trailer) -> Option<&'static [u8]> {
     populate_read(packed);
     let n = tr.chunks as usize;
-    let Some(table_at) = n
+    let table_at = n
         .checked_mul(CHUNK_ENTRY)
         .filter(|&t| n > 0 && t <= packed.len())
-        .map(|t| packed.len() - t)
-    else {
-        return None;
-    };
+        .map(|t| packed.len() - t)?;
     let (packed, table) = packed.split_at(table_at);
     if checksum(table) != tr.table_hash {
         return None;
