@@ -1,6 +1,8 @@
 //! OCI archives, reproducible bytes, several programs in one output, and
 //! `--test`, checked with the tools users would use (podman, skopeo, sha256).
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -292,26 +294,7 @@ fn podman_loads_and_runs_the_oci_archive() {
         .args(["load", "-i", &img])
         .output()
         .expect("podman is installed"));
-    let hard = ok(&Command::new("sh")
-        .args(["-c", "ulimit -Hn"])
-        .output()
-        .unwrap())
-    .trim()
-    .to_string();
-    let run = Command::new("podman")
-        .args([
-            "--runtime",
-            "/usr/sbin/runc",
-            "run",
-            "--rm",
-            "--network=none",
-        ])
-        .args([
-            "--ulimit",
-            &format!("nofile={hard}:{hard}"),
-            "--ulimit",
-            "nproc=4096:4096",
-        ])
+    let run = common::podman_run()
         .arg("localhost/elfpack-oci-test:1")
         .output()
         .unwrap();

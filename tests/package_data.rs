@@ -43,25 +43,8 @@ fn image(prog: &str, tag: &str, extra: &[&str]) -> Image {
 
 /// `podman run` of the image as `user`, with the ulimits DEVELOPERS.md gives.
 fn run(img: &Image, user: &str, args: &[&str]) -> Output {
-    let hard = text(
-        &Command::new("sh")
-            .args(["-c", "ulimit -Hn"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .trim()
-    .to_string();
-    Command::new("podman")
-        .args([
-            "--runtime",
-            "/usr/sbin/runc",
-            "run",
-            "--rm",
-            "--network=none",
-        ])
-        .args(["--ulimit", &format!("nofile={hard}:{hard}")])
-        .args(["--ulimit", "nproc=4096:4096", "--user", user])
+    common::podman_run()
+        .args(["--user", user])
         .arg(&img.0)
         .args(args)
         .output()

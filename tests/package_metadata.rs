@@ -792,23 +792,7 @@ fn oci_archive_carries_the_sbom_as_an_artifact() {
     let _rmi = Rmi(&full);
     let o = common::podman_load(&img);
     assert!(o.status.success(), "podman load: {}", describe(&o));
-    let hard = cmd_ok(Command::new("sh").args(["-c", "ulimit -Hn"]))
-        .trim()
-        .to_string();
-    let out = cmd_ok(
-        Command::new("podman")
-            .args([
-                "--runtime",
-                "/usr/sbin/runc",
-                "run",
-                "--rm",
-                "--network=none",
-            ])
-            .args(["--ulimit", &format!("nofile={hard}:{hard}")])
-            .args(["--ulimit", "nproc=4096:4096"])
-            .arg(&full)
-            .arg("--version"),
-    );
+    let out = cmd_ok(common::podman_run().arg(&full).arg("--version"));
     assert!(out.starts_with("curl "), "{out}");
 }
 

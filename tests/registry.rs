@@ -71,23 +71,7 @@ fn podman_run(reference: &str, pull_args: &[&str], args: &[&str]) -> String {
         "podman pull: {}",
         describe(&pulled)
     );
-    let hard = stdout_ok(
-        Command::new("sh")
-            .args(["-c", "ulimit -Hn"])
-            .output()
-            .unwrap(),
-    );
-    let hard = hard.trim();
-    let run = Command::new("podman")
-        .args([
-            "--runtime",
-            "/usr/sbin/runc",
-            "run",
-            "--rm",
-            "--network=none",
-        ])
-        .args(["--ulimit", &format!("nofile={hard}:{hard}")])
-        .args(["--ulimit", "nproc=4096:4096"])
+    let run = common::podman_run()
         .arg(reference)
         .args(args)
         .output()

@@ -342,24 +342,8 @@ fn podman_platform_run(reference: &str, platform: &str) -> String {
         "podman pull: {}",
         describe(&pulled)
     );
-    let hard = stdout_ok(
-        Command::new("sh")
-            .args(["-c", "ulimit -Hn"])
-            .output()
-            .unwrap(),
-    );
-    let hard = hard.trim();
-    let run = Command::new("podman")
-        .args([
-            "--runtime",
-            "/usr/sbin/runc",
-            "run",
-            "--rm",
-            "--network=none",
-        ])
+    let run = common::podman_run()
         .args(["--platform", platform])
-        .args(["--ulimit", &format!("nofile={hard}:{hard}")])
-        .args(["--ulimit", "nproc=4096:4096"])
         .arg(reference)
         .output()
         .unwrap();

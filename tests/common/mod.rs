@@ -514,6 +514,30 @@ impl Drop for TlsServer {
     }
 }
 
+/// `podman --runtime /usr/sbin/runc run --rm --network=none` with NOFILE at
+/// the host's hard limit (runc may not raise it past ours) and NPROC at
+/// 4096, as the tests run images; callers add options, the image and its
+/// arguments.
+#[allow(dead_code)]
+pub fn podman_run() -> Command {
+    let hard = Command::new("sh")
+        .args(["-c", "ulimit -Hn"])
+        .output()
+        .expect("sh runs");
+    let hard = text(&hard.stdout).trim().to_string();
+    let mut c = Command::new("podman");
+    c.args([
+        "--runtime",
+        "/usr/sbin/runc",
+        "run",
+        "--rm",
+        "--network=none",
+    ])
+    .args(["--ulimit", &format!("nofile={hard}:{hard}")])
+    .args(["--ulimit", "nproc=4096:4096"]);
+    c
+}
+
 /// `podman load -i TAR`. Images share their C runtime layer, and loads that
 /// run in parallel (tests in one file) can race in podman's storage on that
 /// layer ("layer not known"); that race, and only it, is retried.
