@@ -305,6 +305,10 @@ fn tree_has_scratch_etc_relative_links_host_copies() {
     let tmp = std::fs::symlink_metadata(root.join("tmp")).unwrap();
     assert!(tmp.is_dir());
     assert_eq!(tmp.permissions().mode() & 0o7777, 0o1777);
+    // /run 0755, where daemons put pid files (nginx -t needs it).
+    let run = std::fs::symlink_metadata(root.join("run")).unwrap();
+    assert!(run.is_dir());
+    assert_eq!(run.permissions().mode() & 0o7777, 0o755);
     // The image's own ld.so.cache, in the new format, naming curl's library.
     let cache = std::fs::read(root.join("etc/ld.so.cache")).unwrap();
     assert!(cache.starts_with(b"glibc-ld.so.cache1.1"), "cache magic");

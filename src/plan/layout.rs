@@ -20,7 +20,7 @@ pub struct RootfsOptions {
     /// Where the (single) program goes instead of its own path; a path ending
     /// in `/` is a directory for every program.
     pub install_to: Option<String>,
-    /// Write the generated scratch /etc and /tmp.
+    /// Write the generated scratch /etc, /tmp and /run.
     pub scratch_etc: bool,
     /// Ship the host's /etc/passwd and /etc/group instead of generated ones.
     pub host_users: bool,
@@ -107,6 +107,9 @@ pub fn rootfs_plan(col: &Collection, cache: &LdCache, opts: &RootfsOptions) -> R
             }
         }
         plan.add_dir(Path::new("/tmp"), 0o1777)?;
+        // Daemons put their pid files and sockets in /run (nginx's
+        // --pid-path), which base-files makes on a Debian system.
+        plan.add_dir(Path::new("/run"), 0o755)?;
     }
     crate::plan::extras::place(&mut plan, &col.extras)?;
     if opts.shared_runtime {
@@ -180,7 +183,7 @@ fn mark_c_runtime(plan: &mut Plan, col: &Collection, opts: &RootfsOptions) -> Re
     let generated = scratch_etc::files()
         .into_iter()
         .map(|(p, ..)| p)
-        .chain(["/tmp"]);
+        .chain(["/tmp", "/run"]);
     for path in generated.map(Path::new) {
         if let Some(node) = plan.nodes.get(path) {
             base.add_dir(Path::new("/etc"), 0o755)?;

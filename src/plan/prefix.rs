@@ -109,7 +109,7 @@ pub fn bundle_plan(
         crate::plan::scratch_etc::files()
             .into_iter()
             .map(|(p, _, _)| PathBuf::from(p))
-            .chain([PathBuf::from("/tmp")])
+            .chain([PathBuf::from("/tmp"), PathBuf::from("/run")])
             .collect()
     };
     let inside = |p: &Path| prefix.join(p.strip_prefix("/").unwrap_or(p));
