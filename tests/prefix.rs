@@ -224,6 +224,7 @@ fn options_without_effect_are_refused() {
         (&["--rootfs", &p("r4"), "--env", "A=b"], "--env"),
         (&["-o", &p("f3"), "--host-users", "--no-etc"], "--no-etc"),
         (&["--rootfs", &p("r5"), "--runs", "3"], "--compare-run"),
+        (&["-o", &p("f4"), "--no-package-metadata"], "not an image"),
     ];
     for (args, why) in cases {
         let mut all = vec!["/usr/bin/true"];

@@ -869,6 +869,11 @@ fn refuse_unused_options(a: &PackArgs, single: bool) -> Result<()> {
     if a.image.tag.is_some() && a.oci.is_none() && a.push.is_none() {
         bail!("--tag names the image of --oci IMAGE.tar or --push; neither was given");
     }
+    if a.no_package_metadata && single {
+        bail!(
+            "--no-package-metadata: a single file carries no package metadata (it is not an image); --sbom still describes it"
+        );
+    }
     for (set, name, single_why) in [
         (
             !a.image.cmd.is_empty(),
