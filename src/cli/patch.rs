@@ -18,7 +18,7 @@ const OPTIONS: &str = "Options (patchelf's): --set-interpreter I, --print-interp
 --remove-needed L, --replace-needed OLD NEW, --print-needed, --set-soname S, \
 --print-soname, --print-os-abi, --set-os-abi ABI, --print-execstack, \
 --set-execstack, --clear-execstack, --no-default-lib, --add-debug-tag, \
---clear-symbol-version SYM, --page-size N, --output FILE (-o), --debug, --no-sort";
+--clear-symbol-version SYM, --rename-dynamic-symbols MAP_FILE, --page-size N, --output FILE (-o), --debug, --no-sort";
 
 #[derive(Args, Debug)]
 #[command(
@@ -95,6 +95,36 @@ fn os_abi_name(abi: u8) -> String {
     }
 }
 
+/// patchelf's map file: `OLD NEW` per line, up to the first empty line.
+fn read_rename_map(file: &str, map: &mut Vec<(String, String)>) -> Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("Cannot open map file {file}"))?;
+    for (n, line) in text.lines().enumerate() {
+        let mut words = line.split_whitespace();
+        let Some(from) = words.next() else { break };
+        let to = words.next().with_context(|| {
+            format!(
+                "{file}:{}: Map file line is missing the second element",
+                n + 1
+            )
+        })?;
+        if map.iter().any(|(f, _)| f == from) {
+            bail!(
+                "{file}:{}: Name '{from}' appears twice in the map file",
+                n + 1
+            );
+        }
+        if from.contains('@') || to.contains('@') {
+            bail!(
+                "{file}:{}: Name pair contains version tag: {from} {to}",
+                n + 1
+            );
+        }
+        map.push((from.to_string(), to.to_string()));
+    }
+    Ok(())
+}
+
 fn parse(args: &[String]) -> Result<Cmd> {
     let mut c = Cmd::default();
     let mut it = args.iter();
@@ -158,6 +188,10 @@ fn parse(args: &[String]) -> Result<Cmd> {
             "--clear-symbol-version" => {
                 let v = value(&mut it, a)?;
                 e.clear_symbol_version.push(v)
+            }
+            "--rename-dynamic-symbols" => {
+                let file = value(&mut it, a)?;
+                read_rename_map(&file, &mut e.rename_dynamic_symbols)?;
             }
             "--print-execstack" => c.print_execstack = true,
             "--set-execstack" => set_x = true,

@@ -1,6 +1,7 @@
 //! patchelf-style edits of ELF files of either class and byte order:
 //! interpreter, RPATH / RUNPATH, DT_NEEDED, DT_SONAME, OS ABI, executable
-//! stack, DT_FLAGS_1 NODEFLIB, DT_DEBUG and symbol versions.
+//! stack, DT_FLAGS_1 NODEFLIB, DT_DEBUG, symbol versions and dynamic
+//! symbol names ([`symbols`]).
 //!
 //! Edits that fit are made in place (a shorter interpreter, a dynamic
 //! section with free DT_NULL slots). New strings never overwrite old ones
@@ -22,6 +23,7 @@
 
 mod layout;
 mod raw;
+mod symbols;
 
 use std::path::Path;
 
@@ -126,6 +128,9 @@ pub struct Edits {
     pub clear_symbol_version: Vec<String>,
     /// Alignment of an added segment instead of the file's own.
     pub page_size: Option<u64>,
+    /// `--rename-dynamic-symbols`: (old name, new name) of `.dynsym`
+    /// entries; the hash tables are rebuilt for the new names.
+    pub rename_dynamic_symbols: Vec<(String, String)>,
 }
 
 impl Edits {
@@ -141,6 +146,7 @@ impl Edits {
             && !self.no_default_lib
             && !self.add_debug_tag
             && self.clear_symbol_version.is_empty()
+            && self.rename_dynamic_symbols.is_empty()
     }
 
     /// patchelf's precedence: shrink, remove, set, add.
@@ -315,7 +321,8 @@ pub fn edit_bytes(data: &[u8], edits: &Edits) -> Result<Vec<u8>> {
         || edits.soname.is_some()
         || edits.no_default_lib
         || edits.add_debug_tag
-        || !edits.clear_symbol_version.is_empty();
+        || !edits.clear_symbol_version.is_empty()
+        || !edits.rename_dynamic_symbols.is_empty();
     let dynamic = Dynamic::read(&img)?;
     let plan = match (&dynamic, dyn_edits) {
         (_, false) => None,
@@ -420,7 +427,7 @@ pub fn edit_bytes(data: &[u8], edits: &Edits) -> Result<Vec<u8>> {
                     _ => {}
                 }
             }
-            for v in p.vn_file.iter_mut() {
+            for v in p.vn_file.iter_mut().chain(p.sym_names.iter_mut()) {
                 if v.1 & NEW != 0 {
                     v.1 = base + (v.1 & !NEW);
                 }
@@ -478,6 +485,9 @@ pub fn edit_bytes(data: &[u8], edits: &Edits) -> Result<Vec<u8>> {
             let o = img.vaddr_to_off(at, 4).context("the version needs table")?;
             f.put32(&mut img.data, o, *val as u32);
         }
+        if !p.sym_names.is_empty() {
+            symbols::rename(&mut img, &p.sym_names)?;
+        }
     }
     img.finish()?;
     // Tables that overlap in a malformed input could make the writes above
@@ -501,6 +511,8 @@ struct Plan {
     /// (address of a vn_file field, its new string offset).
     vn_file: Vec<(u64, u64)>,
     version_clear: Vec<String>,
+    /// (index in `.dynsym`, new st_name) of renamed symbols.
+    sym_names: Vec<(u64, u64)>,
 }
 
 fn plan_dynamic(img: &Image, d: &Dynamic, edits: &Edits) -> Result<Plan> {
@@ -625,7 +637,10 @@ fn plan_dynamic(img: &Image, d: &Dynamic, edits: &Edits) -> Result<Plan> {
     } else {
         verneed_renames(img, d, &renamed)?
     };
+    let sym_names =
+        symbols::plan_renames(img, d, &edits.rename_dynamic_symbols, |n| strings.add(n))?;
     Ok(Plan {
+        sym_names,
         dyns,
         added: strings.added,
         table: strings.old,
