@@ -18,7 +18,7 @@ const OPTIONS: &str = "Options (patchelf's): --set-interpreter I, --print-interp
 --remove-needed L, --replace-needed OLD NEW, --print-needed, --set-soname S, \
 --print-soname, --print-os-abi, --set-os-abi ABI, --print-execstack, \
 --set-execstack, --clear-execstack, --no-default-lib, --add-debug-tag, \
---clear-symbol-version SYM, --rename-dynamic-symbols MAP_FILE, --page-size N, --output FILE (-o), --debug, --no-sort";
+--clear-symbol-version SYM, --rename-dynamic-symbols MAP_FILE, --build-resolution-cache, --page-size N, --output FILE (-o), --debug, --no-sort";
 
 #[derive(Args, Debug)]
 #[command(
@@ -193,6 +193,7 @@ fn parse(args: &[String]) -> Result<Cmd> {
                 let file = value(&mut it, a)?;
                 read_rename_map(&file, &mut e.rename_dynamic_symbols)?;
             }
+            "--build-resolution-cache" => e.build_resolution_cache = true,
             "--print-execstack" => c.print_execstack = true,
             "--set-execstack" => set_x = true,
             "--clear-execstack" => clear_x = true,
@@ -231,6 +232,9 @@ fn parse(args: &[String]) -> Result<Cmd> {
     }
     if c.files.is_empty() {
         bail!("missing filename (usage: elfpack patch [OPTION]... FILENAME..., as patchelf)");
+    }
+    if c.edits.force_rpath && c.edits.build_resolution_cache {
+        bail!("--build-resolution-cache cannot be combined with --force-rpath");
     }
     if c.output.is_some() && c.files.len() > 1 {
         bail!("--output option only allowed with single input file");

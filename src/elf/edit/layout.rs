@@ -236,8 +236,11 @@ impl Image {
 
     /// [`Image::segment`], leaving `extra` PT_NULL headers at the end of the
     /// table when it creates the segment.
+    /// With `extra` > 0 and an added segment already there, room for the
+    /// headers is made the same ways, moving what must move into it.
     fn segment_with(&mut self, from: Option<u64>, extra: u64) -> Result<usize> {
-        if let Some(i) = self.growable() {
+        let grown = self.growable();
+        if let (Some(i), 0) = (grown, extra) {
             return Ok(i);
         }
         if !self.phdrs.iter().any(|p| p.p_type == PT_LOAD) {
@@ -268,43 +271,12 @@ impl Image {
         } else {
             Way::MoveTable
         };
-        let top = self
-            .phdrs
-            .iter()
-            .filter(|p| p.p_type == PT_LOAD)
-            .map(|p| p.mem_end())
-            .max()
-            .unwrap_or(0);
-        // (Looked up only now: making room may have shifted the file.)
-        let from = from.filter(|&v| self.remap(v) == v);
-        let off0 = match from.and_then(|v| self.vaddr_to_off(v, 1)) {
-            Some(o) => o,
-            None => {
-                let o = align_up(self.data.len() as u64, 16);
-                self.data.resize(o as usize, 0);
-                o
-            }
+        let seg = match grown {
+            Some(_) => self
+                .growable()
+                .context("internal error: the added segment moved")?,
+            None => self.new_segment(from, align)?,
         };
-        let vaddr0 = align_up(top, align) + off0 % align;
-        let last_load = self
-            .phdrs
-            .iter()
-            .rposition(|p| p.p_type == PT_LOAD)
-            .unwrap();
-        let seg = last_load + 1;
-        self.phdrs.insert(
-            seg,
-            Phdr {
-                p_type: PT_LOAD,
-                flags: PF_R | PF_W,
-                offset: off0,
-                vaddr: vaddr0,
-                paddr: vaddr0,
-                filesz: self.data.len() as u64 - off0,
-                memsz: self.data.len() as u64 - off0,
-                align,
-            },
-        );
         match way {
             Way::InPlace => {}
             Way::Blob(start, end) => {
@@ -372,24 +344,65 @@ impl Image {
         Ok(seg)
     }
 
-    /// Adds a program header (not a PT_LOAD) at the end of the table.
-    pub fn add_phdr(&mut self, p: Phdr) -> Result<()> {
+    /// A new added segment after the last PT_LOAD, from the file bytes of
+    /// `from` or the end of the file; returns its index.
+    fn new_segment(&mut self, from: Option<u64>, align: u64) -> Result<usize> {
+        let top = self
+            .phdrs
+            .iter()
+            .filter(|p| p.p_type == PT_LOAD)
+            .map(|p| p.mem_end())
+            .max()
+            .unwrap_or(0);
+        // (Looked up only now: making room may have shifted the file.)
+        let from = from.filter(|&v| self.remap(v) == v);
+        let off0 = match from.and_then(|v| self.vaddr_to_off(v, 1)) {
+            Some(o) => o,
+            None => {
+                let o = align_up(self.data.len() as u64, 16);
+                self.data.resize(o as usize, 0);
+                o
+            }
+        };
+        let vaddr0 = align_up(top, align) + off0 % align;
+        let last_load = self
+            .phdrs
+            .iter()
+            .rposition(|p| p.p_type == PT_LOAD)
+            .unwrap();
+        let seg = last_load + 1;
+        self.phdrs.insert(
+            seg,
+            Phdr {
+                p_type: PT_LOAD,
+                flags: PF_R | PF_W,
+                offset: off0,
+                vaddr: vaddr0,
+                paddr: vaddr0,
+                filesz: self.data.len() as u64 - off0,
+                memsz: self.data.len() as u64 - off0,
+                align,
+            },
+        );
+        Ok(seg)
+    }
+
+    /// Adds a program header at the end of the table (a PT_LOAD above
+    /// every other one); returns its index.
+    pub fn add_phdr(&mut self, p: Phdr) -> Result<usize> {
         if self.find_phdr(PT_NULL).is_none() {
             let phent = self.f.phent();
             let table_end = self.phoff + self.phdrs.len() as u64 * phent;
             if self.free_after(table_end) >= table_end + phent {
                 self.phdrs.push(p);
                 self.grow_pt_phdr();
-                return Ok(());
-            }
-            if self.growable().is_some() {
-                bail!("no room for another program header");
+                return Ok(self.phdrs.len() - 1);
             }
             self.segment_with(None, 1)?;
         }
         let i = self.find_phdr(PT_NULL).expect("made above");
         self.phdrs[i] = p;
-        Ok(())
+        Ok(i)
     }
 
     fn grow_pt_phdr(&mut self) {

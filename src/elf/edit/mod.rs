@@ -1,7 +1,7 @@
 //! patchelf-style edits of ELF files of either class and byte order:
 //! interpreter, RPATH / RUNPATH, DT_NEEDED, DT_SONAME, OS ABI, executable
-//! stack, DT_FLAGS_1 NODEFLIB, DT_DEBUG, symbol versions and dynamic
-//! symbol names ([`symbols`]).
+//! stack, DT_FLAGS_1 NODEFLIB, DT_DEBUG, symbol versions, dynamic symbol
+//! names ([`symbols`]) and NixOS's resolution cache note ([`cache`]).
 //!
 //! Edits that fit are made in place (a shorter interpreter, a dynamic
 //! section with free DT_NULL slots). New strings never overwrite old ones
@@ -21,6 +21,7 @@
 //! out the whole file; this module instead changes only what an edit needs,
 //! which keeps every byte of code and data where the linker put it.
 
+mod cache;
 mod layout;
 mod raw;
 mod symbols;
@@ -131,6 +132,9 @@ pub struct Edits {
     /// `--rename-dynamic-symbols`: (old name, new name) of `.dynsym`
     /// entries; the hash tables are rebuilt for the new names.
     pub rename_dynamic_symbols: Vec<(String, String)>,
+    /// `--build-resolution-cache`: adds NixOS's note of where each
+    /// DT_NEEDED library is found along the run path ([`cache`]).
+    pub build_resolution_cache: bool,
 }
 
 impl Edits {
@@ -147,6 +151,7 @@ impl Edits {
             && !self.add_debug_tag
             && self.clear_symbol_version.is_empty()
             && self.rename_dynamic_symbols.is_empty()
+            && !self.build_resolution_cache
     }
 
     /// patchelf's precedence: shrink, remove, set, add.
@@ -299,7 +304,32 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Applies `edits` to an in-memory ELF file.
+///
+/// A resolution cache note that the edit makes stale (the run path or the
+/// DT_NEEDED list changed) is removed; `--build-resolution-cache` then
+/// adds one for the edited file.
 pub fn edit_bytes(data: &[u8], edits: &Edits) -> Result<Vec<u8>> {
+    let mut out = edit_tables(data, edits)?;
+    if cache::present(&out) {
+        let (before, after) = (inspect(data)?, inspect(&out)?);
+        if (&before.needed, &before.rpath, &before.runpath)
+            != (&after.needed, &after.rpath, &after.runpath)
+        {
+            out = cache::remove(out)?;
+        }
+    }
+    if edits.build_resolution_cache {
+        if edits.force_rpath {
+            bail!("--build-resolution-cache cannot be combined with --force-rpath");
+        }
+        out = cache::build(out, edits.page_size)?;
+    }
+    inspect(&out).context("the edit would produce a malformed file (overlapping ELF tables?)")?;
+    Ok(out)
+}
+
+/// [`edit_bytes`] but for the resolution cache note.
+fn edit_tables(data: &[u8], edits: &Edits) -> Result<Vec<u8>> {
     let mut img = Image::parse(data.to_vec())?;
     if img.shdrs.is_empty() {
         bail!("the file has no section headers; refusing to edit what cannot be checked");
@@ -803,7 +833,7 @@ fn set_execstack(img: &mut Image, x: bool) -> Result<()> {
         img.phdrs[i] = stack;
         return Ok(());
     }
-    img.add_phdr(stack)
+    img.add_phdr(stack).map(|_| ())
 }
 
 /// Makes the named symbols' `.gnu.version` entries global.

@@ -269,6 +269,31 @@ impl Shdr {
         }
     }
 
+    /// Writes every field (for a section header added or renumbered).
+    pub fn write_full(&self, f: Fmt, d: &mut [u8], b: u64) {
+        f.put32(d, b, self.name_off);
+        f.put32(d, b + 4, self.sh_type);
+        if f.is64 {
+            f.put64(d, b + 8, self.flags);
+            f.put64(d, b + 16, self.addr);
+            f.put64(d, b + 24, self.offset);
+            f.put64(d, b + 32, self.size);
+            f.put32(d, b + 40, self.link);
+            f.put32(d, b + 44, self.info);
+            f.put64(d, b + 48, self.addralign);
+            f.put64(d, b + 56, self.entsize);
+        } else {
+            f.put32(d, b + 8, self.flags as u32);
+            f.put32(d, b + 12, self.addr as u32);
+            f.put32(d, b + 16, self.offset as u32);
+            f.put32(d, b + 20, self.size as u32);
+            f.put32(d, b + 24, self.link);
+            f.put32(d, b + 28, self.info);
+            f.put32(d, b + 32, self.addralign as u32);
+            f.put32(d, b + 36, self.entsize as u32);
+        }
+    }
+
     /// Occupies bytes in the file.
     pub fn in_file(&self) -> bool {
         self.sh_type != SHT_NOBITS && self.sh_type != SHT_NULL && self.size > 0
