@@ -4,36 +4,16 @@
 
 mod common;
 
-use common::{run_elfpack as elfpack, stdout_ok as ok};
+use common::{gcc, run_elfpack as elfpack, stdout_ok as ok};
+
+fn readelf_clean(p: &Path) {
+    common::readelf(&["-a", "-W"], p);
+}
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
-
-fn gcc(args: &[&str]) {
-    let o = Command::new("gcc").args(args).output().unwrap();
-    assert!(
-        o.status.success(),
-        "gcc {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-fn readelf_clean(p: &Path) {
-    let o = Command::new("readelf")
-        .arg("-a")
-        .arg("-W")
-        .arg(p)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        o.status.success() && err.trim().is_empty(),
-        "readelf -a {}: {err}",
-        p.display()
-    );
-}
 
 fn run(p: &Path) -> String {
     ok(Command::new(p).output().unwrap())

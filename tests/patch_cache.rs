@@ -5,34 +5,13 @@
 
 mod common;
 
-use common::{run_elfpack as elfpack, stdout_ok as ok};
+use common::{gcc, readelf, run_elfpack as elfpack, stdout_ok as ok};
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn gcc(args: &[&str]) {
-    let o = Command::new("gcc").args(args).output().unwrap();
-    assert!(
-        o.status.success(),
-        "gcc {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-fn readelf(args: &[&str], p: &Path) -> String {
-    let o = Command::new("readelf").args(args).arg(p).output().unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(
-        o.status.success() && err.trim().is_empty() && !out.contains("Warning"),
-        "readelf {args:?} {}: {err}",
-        p.display()
-    );
-    out
 }
 
 fn failed(o: &Output) -> String {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{describe, run_elfpack, stdout_ok, workdir};
+use common::{describe, readelf, run_elfpack, stdout_ok, workdir};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -18,17 +18,6 @@ fn patch(args: &[&str]) -> String {
     let mut all = vec!["patch"];
     all.extend_from_slice(args);
     stdout_ok(run_elfpack(&all))
-}
-
-fn readelf(args: &[&str], p: &Path) -> String {
-    let o = Command::new("readelf").args(args).arg(p).output().unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        o.status.success() && err.trim().is_empty(),
-        "readelf {args:?} {}: {err}",
-        p.display()
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 fn run(p: &Path) -> String {

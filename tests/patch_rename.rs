@@ -4,37 +4,16 @@
 
 mod common;
 
-use common::{run_elfpack as elfpack, stdout_ok as ok};
+use common::{gcc, run_elfpack as elfpack, stdout_ok as ok};
+
+fn readelf_clean(p: &Path) {
+    common::readelf(&["-a", "-W"], p);
+}
 
 use std::path::Path;
 use std::process::Command;
 
 const N: usize = 40;
-
-fn gcc(args: &[&str]) {
-    let o = Command::new("gcc").args(args).output().unwrap();
-    assert!(
-        o.status.success(),
-        "gcc {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-fn readelf_clean(p: &Path) {
-    let o = Command::new("readelf")
-        .arg("-a")
-        .arg("-W")
-        .arg(p)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success() && err.trim().is_empty() && !out.contains("Warning"),
-        "readelf -a {}: {err}",
-        p.display()
-    );
-}
 
 fn dynamic_names(p: &Path) -> Vec<String> {
     let o = ok(Command::new("nm").arg("-D").arg(p).output().unwrap());

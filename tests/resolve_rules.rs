@@ -2,24 +2,18 @@
 //! checked against `ld.so --list` (the oracle) and, where it matters, by
 //! running the program.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::gcc;
 use elfpack::collect::{self, Collection};
 use elfpack::loader::ldcache::LdCache;
 use elfpack::loader::resolve::{NotFound, Resolver};
 
 const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/resolve");
-
-fn gcc(args: &[&str]) {
-    let out = Command::new("gcc").args(args).output().expect("gcc runs");
-    assert!(
-        out.status.success(),
-        "gcc {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Builds liba (with `mark`) as `dir/liba.so`.
 fn liba(dir: &Path, mark: &str, extra: &[&str]) {

@@ -142,6 +142,31 @@ pub fn compile_to(out: &Path, src: &str, extra: &[&str]) -> PathBuf {
     out.to_path_buf()
 }
 
+/// `gcc ARGS`, failing the test with gcc's stderr when it fails.
+#[allow(dead_code)]
+pub fn gcc(args: &[&str]) {
+    let o = Command::new("gcc")
+        .args(args)
+        .output()
+        .expect("gcc runs (test.sh installs it)");
+    assert!(o.status.success(), "gcc {args:?}: {}", text(&o.stderr));
+}
+
+/// `readelf ARGS FILE`'s output, failing the test when readelf fails or
+/// warns (on stderr, or "Warning" in its output): an edited file must read
+/// as cleanly as a linker's.
+#[allow(dead_code)]
+pub fn readelf(args: &[&str], p: &Path) -> String {
+    let o = Command::new("readelf").args(args).arg(p).output().unwrap();
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert!(
+        o.status.success() && err.trim().is_empty() && !out.contains("Warning"),
+        "readelf {args:?} {}: {err}",
+        p.display()
+    );
+    out
+}
+
 /// Compiles C source given as text (for throwaway programs and libraries).
 pub fn compile_c(dir: &Path, name: &str, source: &str, args: &[&str]) -> PathBuf {
     let src = dir.join(format!("{name}.c"));
