@@ -586,23 +586,19 @@ fn from_memory_a_library_is_found_by_every_name_it_is_needed_under() {
     let d = t.path();
     let lib = d.join("foo.c");
     std::fs::write(&lib, "int foo(void) { return 42; }\n").unwrap();
-    let gcc = |args: &[&str]| {
-        let o = Command::new("gcc").args(args).output().unwrap();
-        assert!(o.status.success(), "{}", describe(&o));
-    };
     // Linked against a copy without SONAME: DT_NEEDED is the file name.
     let (bare, real) = (d.join("bare"), d.join("lib"));
     std::fs::create_dir(&bare).unwrap();
     std::fs::create_dir(&real).unwrap();
     let l = lib.to_str().unwrap();
-    gcc(&[
+    common::gcc(&[
         "-shared",
         "-fPIC",
         "-o",
         bare.join("libfoo.so.1.0").to_str().unwrap(),
         l,
     ]);
-    gcc(&[
+    common::gcc(&[
         "-shared",
         "-fPIC",
         "-Wl,-soname,libfoo.so.1",
@@ -617,7 +613,7 @@ fn from_memory_a_library_is_found_by_every_name_it_is_needed_under() {
     )
     .unwrap();
     let prog = d.join("needs-alias");
-    gcc(&[
+    common::gcc(&[
         main.to_str().unwrap(),
         "-o",
         prog.to_str().unwrap(),
